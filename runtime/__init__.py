@@ -1,0 +1,56 @@
+"""shoal: a notebook-first distributed compute runtime with Ray's API.
+
+    import shoal as ray
+
+    @ray.remote
+    def square(x):
+        return x * x
+
+    print(ray.get([square.remote(i) for i in range(4)]))
+
+Public names load on first use (PEP 562), so shoal's own cluster processes, which import only
+`shoal._core`, start without the API layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ObjectRef": "object_ref",
+    "available_resources": "api",
+    "cancel": "api",
+    "cluster_resources": "api",
+    "get": "api",
+    "get_gpu_ids": "api",
+    "get_runtime_context": "runtime_context",
+    "init": "api",
+    "is_initialized": "api",
+    "nodes": "api",
+    "put": "api",
+    "remote": "remote",
+    "shutdown": "api",
+    "wait": "api",
+}
+_SUBMODULES = {"exceptions", "util", "actor", "runtime_context"}
+
+__all__ = sorted([*_EXPORTS, "__version__", "exceptions"])
+
+
+def __getattr__(name: str):
+    module_name = _EXPORTS.get(name)
+    if module_name is not None:
+        value = getattr(importlib.import_module(f".{module_name}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,308 @@
+"""The core client: every shoal process's connection to its node manager.
+
+    user threads ──(deques + eventfd wake)──> shoal-io thread ──DEALER──> node manager
+         ^                                          │
+         └──────── LocalObjects (condition) <───────┘ arrivals, replies, tasks (workers)
+
+The I/O thread owns the socket. Callers never block on the network: they append to deques
+and, to wait, sleep on LocalObjects' condition. Each flush sends one multipart message:
+reference increments first, then queued messages in order (consecutive task specs merged
+into one SubmitTasks), then decrements and released pins, so a reference is never dropped
+before a message that uses it arrives.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from typing import Callable
+
+import zmq
+
+from . import protocol
+from .local_objects import LocalObjects
+from .protocol import TaskResult, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+
+class _Reply:
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.value = None
+
+
+class CoreClient:
+    def __init__(self, endpoint: str, kind: str, client_id: bytes | None = None, namespace: str | None = None):
+        self.endpoint = endpoint
+        self.kind = kind
+        self.client_id = client_id or os.urandom(16)
+        self.namespace = namespace
+        self.objects = LocalObjects()
+        self.ref_events: deque = deque()
+        self.outgoing: deque = deque()
+        self.log_records: deque = deque()
+        self.exported: set[bytes] = set()
+        self.functions: dict[bytes, bytes] = {}
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.on_cancel: Callable[[bytes], None] | None = None
+        self.on_logs: Callable[[list], None] | None = None
+        self.on_block: Callable[[bool], None] | None = None
+        self.arena = None
+        self.node_info: protocol.RegisterClientReply | None = None
+        self._requests: dict[int, _Reply] = {}
+        self._request_ids = itertools.count(1)
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._wake_pending = False
+        self._closing = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.disconnected_reason: str | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def connect(self, timeout_s: float = 30.0) -> protocol.RegisterClientReply:
+        self.context = zmq.Context(io_threads=1)
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, self.client_id)
+        self.socket.setsockopt(zmq.LINGER, 2000)
+        self.socket.setsockopt(zmq.SNDHWM, 0)
+        self.socket.setsockopt(zmq.RCVHWM, 0)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 20)
+        self.socket.connect(self.endpoint)
+        self._thread = threading.Thread(target=self._run, name=f"shoal-io-{self.kind}", daemon=True)
+        self._thread.start()
+        reply = self.request(
+            lambda request_id: protocol.RegisterClient(self.client_id, os.getpid(), self.kind, self.namespace),
+            timeout_s=timeout_s,
+            reply_key=-1,
+        )
+        if reply is None:
+            self.close()
+            raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
+        self.node_info = reply
+        from .shared_arena import SharedArena
+
+        pid, fd, capacity = reply.arena
+        self.arena = SharedArena.attach(pid, fd, capacity)
+        return reply
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread is not None:
+            self.outgoing.append(protocol.Disconnect("closed"))
+            self._closing = True
+            self._wake()
+            self._thread.join(timeout=5)
+        self.objects.close("shoal client closed")
+        for reply in list(self._requests.values()):
+            reply.event.set()
+        try:
+            os.close(self._wake_fd)
+        except OSError:
+            pass
+
+    # -- thread-safe entry points -----------------------------------------------------------
+
+    def _wake(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                os.eventfd_write(self._wake_fd, 1)
+            except OSError:
+                pass
+
+    def send(self, message) -> None:
+        self.outgoing.append(message)
+        self._wake()
+
+    def add_ref(self, object_id: bytes) -> None:
+        self.ref_events.append((object_id, 1))
+
+    def remove_ref(self, object_id: bytes) -> None:
+        self.ref_events.append((object_id, -1))
+
+    def export_function(self, function_id: bytes, payload: bytes) -> None:
+        if function_id not in self.exported:
+            self.exported.add(function_id)
+            self.outgoing.append(protocol.ExportFunction(function_id, payload))
+
+    def submit(self, spec: TaskSpec, return_ids: list) -> None:
+        self.objects.expect(return_ids)
+        self.outgoing.append(spec)
+        self._wake()
+
+    def request(self, make_message, timeout_s: float | None = None, reply_key: int | None = None):
+        """Send a request built by `make_message(request_id)` and wait for its reply."""
+        request_id = reply_key if reply_key is not None else next(self._request_ids)
+        reply = self._requests[request_id] = _Reply()
+        self.send(make_message(request_id))
+        try:
+            if not reply.event.wait(timeout_s):
+                return None
+            return reply.value
+        finally:
+            self._requests.pop(request_id, None)
+
+    def request_objects(self, object_ids: list) -> None:
+        self.send(protocol.GetObjects(list(object_ids)))
+
+    def publish_log(self, record: protocol.LogRecord) -> None:
+        self.log_records.append(record)
+
+    def finish_task(self, result: TaskResult) -> None:
+        self.outgoing.append(result)
+        self._wake()
+
+    def blocked(self, blocked: bool, returned: list) -> None:
+        self.send(protocol.WorkerBlocked(blocked, returned))
+
+    # -- the I/O thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_fd, zmq.POLLIN)
+        try:
+            while True:
+                events = dict(poller.poll(50))
+                if self._wake_fd in events:
+                    try:
+                        os.eventfd_read(self._wake_fd)
+                    except (BlockingIOError, OSError):
+                        pass
+                self._wake_pending = False
+                if self.socket in events:
+                    self._receive()
+                self._flush()
+                if self._closing:
+                    break
+        except Exception:
+            logger.exception("shoal I/O thread failed")
+            self.objects.close("the shoal I/O thread failed; see the log")
+        finally:
+            try:
+                self.socket.close(linger=1000)
+                self.context.term()
+            except Exception:
+                pass
+
+    def _receive(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            for frame in frames:
+                try:
+                    message = protocol.decode(frame)
+                except ValueError as exc:
+                    logger.warning("dropping malformed message from the node manager: %s", exc)
+                    continue
+                try:
+                    self._handle(message)
+                except Exception:
+                    logger.exception("error handling %s", type(message).__name__)
+
+    def _handle(self, message) -> None:
+        kind = type(message)
+        if kind is protocol.ObjectsReady:
+            self.objects.arrived(message.values)
+        elif kind is protocol.ExecuteTasks:
+            self.functions.update(message.functions)
+            for task in message.tasks:
+                self.inbox.put(task)
+        elif kind is protocol.AllocateObjectReply or kind is protocol.ClusterInfoReply:
+            self._resolve(message.request_id, message)
+        elif kind is protocol.RegisterClientReply:
+            self._resolve(-1, message)
+        elif kind is protocol.CancelRunning:
+            if self.on_cancel is not None:
+                self.on_cancel(message.task_id)
+        elif kind is protocol.PublishLogs:
+            if self.on_logs is not None:
+                self.on_logs(message.records)
+        elif kind is protocol.ShuttingDown:
+            self.disconnected_reason = f"the shoal cluster shut down ({message.reason})"
+            self.objects.close(self.disconnected_reason)
+            self.inbox.put(None)
+
+    def _resolve(self, request_id: int, message) -> None:
+        reply = self._requests.get(request_id)
+        if reply is not None:
+            reply.value = message
+            reply.event.set()
+
+    def _flush(self) -> None:
+        events = []
+        ref_events = self.ref_events
+        while ref_events:
+            events.append(ref_events.popleft())
+        increments, decrements = self.objects.apply_ref_events(events) if events else ({}, {})
+        frames = []
+        if increments:
+            frames.append(protocol.encode(protocol.UpdateReferences(increments, [], [])))
+        outgoing = self.outgoing
+        specs: list = []
+        results: list = []
+        while outgoing:
+            message = outgoing.popleft()
+            kind = type(message)
+            if kind is TaskSpec:
+                if results:
+                    frames.append(protocol.encode(protocol.TasksDone(results)))
+                    results = []
+                specs.append(message)
+                continue
+            if kind is TaskResult:
+                if specs:
+                    frames.append(protocol.encode(protocol.SubmitTasks(specs)))
+                    specs = []
+                results.append(message)
+                continue
+            if specs:
+                frames.append(protocol.encode(protocol.SubmitTasks(specs)))
+                specs = []
+            if results:
+                frames.append(protocol.encode(protocol.TasksDone(results)))
+                results = []
+            frames.append(protocol.encode(message))
+        if specs:
+            frames.append(protocol.encode(protocol.SubmitTasks(specs)))
+        if results:
+            frames.append(protocol.encode(protocol.TasksDone(results)))
+        if self.log_records:
+            records = []
+            while self.log_records:
+                records.append(self.log_records.popleft())
+            # Logs go before the results they precede would be ideal; workers flush their
+            # task's output before finishing it, so ordering within a task holds.
+            frames.insert(0 if not increments else 1, protocol.encode(protocol.PublishLogs(records)))
+        pins = self.objects.take_released_pins()
+        if decrements or pins:
+            frames.append(protocol.encode(protocol.UpdateReferences(decrements, pins, [])))
+        if frames:
+            self.socket.send_multipart(frames)
+
+
+_current: CoreClient | None = None
+
+
+def current() -> CoreClient | None:
+    return _current
+
+
+def set_current(client: CoreClient | None) -> None:
+    global _current
+    _current = client
+
+
+__all__ = ["CoreClient", "current", "set_current"]

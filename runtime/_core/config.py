@@ -1,0 +1,79 @@
+"""Every SHOAL_* environment variable and tunable, read in one place.
+
+Nothing else in shoal reads os.environ for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+INLINE_OBJECT_MAX_BYTES = 100 * 1024
+"""Values up to this size travel inside messages; larger ones go to the shared arena."""
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env_float(name, default))
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Tunables shared by the node manager, workers and clients."""
+
+    inline_object_max_bytes: int = INLINE_OBJECT_MAX_BYTES
+    head_start_timeout_s: float = 30.0
+    worker_idle_timeout_s: float = 30.0
+    max_workers: int = 256
+    pipeline_depth: int = 32
+    fast_task_threshold_s: float = 0.002
+    log_flush_interval_s: float = 0.05
+    parent_check_interval_s: float = 0.5
+    shutdown_timeout_s: float = 5.0
+    prestart_workers: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def load_config() -> RuntimeConfig:
+    return RuntimeConfig(
+        inline_object_max_bytes=_env_int("SHOAL_INLINE_OBJECT_MAX_BYTES", INLINE_OBJECT_MAX_BYTES),
+        head_start_timeout_s=_env_float("SHOAL_HEAD_START_TIMEOUT_S", 30.0),
+        worker_idle_timeout_s=_env_float("SHOAL_WORKER_IDLE_TIMEOUT_S", 30.0),
+        max_workers=_env_int("SHOAL_MAX_WORKERS", 256),
+        pipeline_depth=_env_int("SHOAL_PIPELINE_DEPTH", 32),
+        log_flush_interval_s=_env_float("SHOAL_LOG_FLUSH_INTERVAL_S", 0.05),
+        shutdown_timeout_s=_env_float("SHOAL_SHUTDOWN_TIMEOUT_S", 5.0),
+    )
+
+
+def temp_root() -> str:
+    """Where session directories live: under the system temp dir, honouring TMPDIR."""
+    return os.path.join(tempfile.gettempdir(), f"shoal-{os.getuid()}")
+
+
+def noninteractive() -> bool:
+    return os.environ.get("SHOAL_NONINTERACTIVE", "") not in ("", "0")
+
+
+def default_object_store_bytes() -> int:
+    """30% of memory, capped by what /dev/shm can hold, as Ray does."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    size = int(total * 0.3)
+    try:
+        stat = os.statvfs("/dev/shm")
+        size = min(size, int(stat.f_bavail * stat.f_frsize * 0.8))
+    except OSError:
+        pass
+    return max(size, 64 * 1024 * 1024)

@@ -1,0 +1,79 @@
+"""Process hygiene: children die with their parent, session directories, process titles.
+
+Every process shoal starts asks the kernel to signal it when its parent dies
+(PR_SET_PDEATHSIG), so a killed driver never leaves a cluster behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import time
+
+from . import config
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_libc = None
+
+
+def _load_libc():
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        except OSError:
+            _libc = False
+    return _libc
+
+
+def die_with_parent(sig: int = signal.SIGKILL, expected_parent: int | None = None) -> None:
+    """Ask Linux to send `sig` to this process when its parent exits."""
+    libc = _load_libc()
+    if libc:
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    if expected_parent is not None and os.getppid() != expected_parent:
+        # The parent died before the request took effect.
+        os.kill(os.getpid(), sig)
+
+
+def set_process_title(title: str) -> None:
+    """Name the process `shoal::<role>` in ps/top (thread name; argv is left alone)."""
+    libc = _load_libc()
+    if libc:
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(title.encode()[:15]), 0, 0, 0)
+
+
+def new_session_dir() -> str:
+    root = config.temp_root()
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    path = os.path.join(root, f"session_{stamp}_{os.getpid()}_{os.urandom(3).hex()}")
+    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    return path
+
+
+def remove_session_dir(path: str | None) -> None:
+    if path and os.path.basename(path).startswith("session_"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,180 @@
+"""Starting a node manager process and finding a running cluster.
+
+The embedded cluster of `shoal.init()` is a node manager started as a child of the driver,
+in its own session (a terminal's or Jupyter's interrupt never reaches it), told to exit when
+the driver does. `shoal start` starts the same process detached and records its address in
+the user's temp directory so that `init(address="auto")` finds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from . import config, lifecycle
+
+ADDRESS_FILE = "current_cluster.json"
+
+
+@dataclass
+class HeadProcess:
+    process: subprocess.Popen | None
+    pid: int
+    endpoint: str
+    session_dir: str
+
+
+def detect_gpus() -> int:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() not in ("", "-1")])
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return len([line for line in out.stdout.splitlines() if line.startswith("GPU ")])
+
+
+def node_resources(num_cpus, num_gpus, resources, object_store_bytes, node_ip: str) -> dict:
+    import psutil
+
+    total = {"CPU": float(os.cpu_count() or 1 if num_cpus is None else num_cpus)}
+    gpus = detect_gpus() if num_gpus is None else num_gpus
+    if gpus:
+        total["GPU"] = float(gpus)
+    total["memory"] = float(int(psutil.virtual_memory().available * 0.7))
+    total["object_store_memory"] = float(object_store_bytes)
+    total[f"node:{node_ip}"] = 1.0
+    total["node:__internal_head__"] = 1.0
+    for name, amount in (resources or {}).items():
+        total[name] = float(amount)
+    return total
+
+
+def start_node(
+    resources: dict,
+    object_store_bytes: int,
+    env_vars: dict | None,
+    node_ip: str = "127.0.0.1",
+    embedded: bool = True,
+) -> HeadProcess:
+    session_dir = lifecycle.new_session_dir()
+    options = {
+        "session_dir": session_dir,
+        "node_id": os.urandom(16).hex(),
+        "node_ip": node_ip,
+        "resources": resources,
+        "object_store_bytes": object_store_bytes,
+        "env_vars": env_vars or {},
+        "parent_pid": os.getpid() if embedded else None,
+        "owns_session_dir": True,
+    }
+    log = open(os.path.join(session_dir, "logs", "node_manager.err"), "ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shoal._core.node_main", json.dumps(options)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        start_new_session=True,
+        close_fds=True,
+    )
+    log.close()
+    try:
+        line = _read_line(process, config.load_config().head_start_timeout_s)
+    except BaseException:
+        stop_node(HeadProcess(process, process.pid, "", session_dir))
+        raise
+    if not line.startswith("READY "):
+        tail = _log_tail(session_dir)
+        stop_node(HeadProcess(process, process.pid, "", session_dir))
+        raise RuntimeError(f"the shoal node manager failed to start: {line.strip() or 'no output'}\n{tail}")
+    process.stdout.close()
+    return HeadProcess(process, process.pid, line.split(" ", 1)[1].strip(), session_dir)
+
+
+def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    data = b""
+    try:
+        while b"\n" not in data:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"the shoal node manager did not start within {timeout_s} s")
+            if not selector.select(remaining):
+                continue
+            chunk = os.read(process.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        selector.close()
+    return data.decode(errors="replace")
+
+
+def _log_tail(session_dir: str) -> str:
+    lines = []
+    for name in ("node_manager.err", "node_manager.log"):
+        try:
+            with open(os.path.join(session_dir, "logs", name), errors="replace") as handle:
+                lines += handle.readlines()[-20:]
+        except OSError:
+            pass
+    return "".join(lines)
+
+
+def stop_node(head: HeadProcess, timeout_s: float = 5.0) -> None:
+    """Stop a node manager (SIGTERM, then SIGKILL) and remove its session directory."""
+    import signal
+
+    lifecycle.kill_quietly(head.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    if head.process is not None:
+        try:
+            head.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            head.process.kill()
+            head.process.wait()
+    else:
+        while lifecycle.pid_alive(head.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if lifecycle.pid_alive(head.pid):
+            lifecycle.kill_quietly(head.pid)
+    lifecycle.remove_session_dir(head.session_dir)
+
+
+def address_file() -> str:
+    return os.path.join(config.temp_root(), ADDRESS_FILE)
+
+
+def write_address(head: HeadProcess) -> None:
+    os.makedirs(config.temp_root(), mode=0o700, exist_ok=True)
+    with open(address_file(), "w") as handle:
+        json.dump({"endpoint": head.endpoint, "pid": head.pid, "session_dir": head.session_dir}, handle)
+
+
+def read_address() -> HeadProcess | None:
+    try:
+        with open(address_file()) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not lifecycle.pid_alive(data["pid"]):
+        return None
+    return HeadProcess(None, data["pid"], data["endpoint"], data["session_dir"])
+
+
+def clear_address() -> None:
+    try:
+        os.unlink(address_file())
+    except OSError:
+        pass

@@ -1,0 +1,35 @@
+"""Entry point of a node process: fork the worker template first, then run the node manager.
+
+Forking before the node manager imports ZeroMQ lets the template warm up in parallel with the
+node manager's own start, and keeps the template free of any ZeroMQ state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    options = json.loads(sys.argv[1])
+    from . import template
+
+    template_options = {
+        "node_manager_pid": os.getpid(),
+        "endpoint": f"ipc://{os.path.join(options['session_dir'], 'node.sock')}",
+        "session_dir": options["session_dir"],
+        "node_id": options["node_id"],
+        "node_ip": options.get("node_ip", "127.0.0.1"),
+        "env_vars": options.get("env_vars") or {},
+    }
+    handle = template.TemplateHandle.fork(
+        template_options, os.path.join(options["session_dir"], "logs", "template.log")
+    )
+    from . import node_manager
+
+    node_manager.main(options, handle, template_options)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,630 @@
+"""The node manager service: one process per node that wires pure state to ZeroMQ.
+
+    drivers / workers (DEALER) ──ipc──> ROUTER ── NodeManagerService ── template (pipes)
+                                                   │  SchedulerState    forks workers,
+                                                   │  ObjectDirectory   reports exits
+                                                   │  ArenaStore (shared memory + spill)
+                                                   └─ ControlStore (nodes, jobs, kv)
+
+It owns the node's shared-memory arena, the worker pool and the task table. It forwards user
+payloads as opaque bytes and never unpickles them; it only pickles shoal's own error objects.
+Messages to each client are batched per loop turn into one multipart send.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from . import config, lifecycle, protocol
+from .arena_store import ArenaStore
+from .control_store import ControlStore
+from .object_directory import FreeActions, ObjectDirectory
+from .local_objects import MARKER_OFFSET
+from .protocol import ObjectValue, TaskSpec
+from .scheduling import SchedulerState, to_shape
+from .system_errors import error_value
+
+logger = logging.getLogger(__name__)
+
+WAITING, QUEUED, RUNNING, DONE = "WAITING", "QUEUED", "RUNNING", "DONE"
+
+
+@dataclass
+class TaskRecord:
+    spec: TaskSpec
+    retries_left: int
+    state: str = WAITING
+    worker_id: bytes | None = None
+    cancelled: bool = False
+    force_cancelled: bool = False
+    children: list = field(default_factory=list)
+    submitted_at: float = 0.0
+    started_at: float = 0.0
+
+
+@dataclass
+class ClientRecord:
+    client_id: bytes
+    kind: str
+    pid: int
+    functions_seen: set = field(default_factory=set)
+    started_at: float = 0.0
+
+
+class NodeManagerService:
+    def __init__(self, options: dict, template, template_options: dict):
+        self.options = options
+        self.template = template
+        self.template_options = template_options
+        self.config = config.load_config()
+        self.session_dir = options["session_dir"]
+        self.owns_session_dir = options.get("owns_session_dir", True)
+        self.node_id = bytes.fromhex(options["node_id"])
+        self.node_ip = options.get("node_ip", "127.0.0.1")
+        self.resources = dict(options["resources"])
+        self.parent_pid = options.get("parent_pid")
+        self.endpoint = f"ipc://{os.path.join(self.session_dir, 'node.sock')}"
+        self.scheduler = SchedulerState(
+            self.resources,
+            max_workers=self.config.max_workers,
+            pipeline_depth=self.config.pipeline_depth,
+            fast_task_threshold_s=self.config.fast_task_threshold_s,
+        )
+        self.objects = ObjectDirectory()
+        self.control = ControlStore()
+        self.tasks: dict[bytes, TaskRecord] = {}
+        self.functions: dict[bytes, bytes] = {}
+        self.clients: dict[bytes, ClientRecord] = {}
+        self.worker_pids: dict[bytes, int] = {}  # worker id -> pid (from the template)
+        self.pid_workers: dict[int, bytes] = {}
+        self.worker_exits: dict[bytes, int] = {}
+        self.outbox: dict[bytes, list] = {}
+        self.target_pool = int(self.resources.get("CPU", 1)) if self.config.prestart_workers else 0
+        self.store = ArenaStore(int(options["object_store_bytes"]), os.path.join(self.session_dir, "spill"))
+        self.running = True
+        self.dump_requested = False
+        self._handlers = {
+            protocol.RegisterClient: self._on_register,
+            protocol.SubmitTasks: self._on_submit,
+            protocol.ExportFunction: self._on_export,
+            protocol.PutObjects: self._on_put,
+            protocol.AllocateObject: self._on_allocate,
+            protocol.GetObjects: self._on_get,
+            protocol.UpdateReferences: self._on_update_references,
+            protocol.TasksDone: self._on_tasks_done,
+            protocol.WorkerBlocked: self._on_worker_blocked,
+            protocol.CancelTask: self._on_cancel,
+            protocol.PublishLogs: self._on_logs,
+            protocol.ClusterInfoRequest: self._on_cluster_info,
+            protocol.Disconnect: self._on_disconnect,
+            protocol.CancelPending: self._on_cancel_pending,
+        }
+
+    # -- start and stop ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.context = zmq.Context(io_threads=1)
+        self.router = self.context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.router.setsockopt(zmq.RCVHWM, 0)
+        self.router.setsockopt(zmq.SNDHWM, 0)
+        self.router.bind(self.endpoint)
+        self.signal_read, self.signal_write = socket.socketpair()
+        self.signal_read.setblocking(False)
+        self.signal_write.setblocking(False)
+        signal.set_wakeup_fd(self.signal_write.fileno())
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGUSR2, self._on_dump_signal)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.control.add_node(self.node_id.hex(), self.node_ip, self.scheduler.total_dict(), self.store.capacity_bytes)
+        self._template_buffer = b""
+        if self.target_pool:
+            self._start_workers(self.target_pool)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.running = False
+
+    def _on_dump_signal(self, signum, frame) -> None:
+        self.dump_requested = True
+
+    def dump_state(self) -> None:
+        """Write the task table, queues and workers to the log (kill -USR2 <pid>)."""
+        logger.info("state dump: %d tasks, %d queued, %d objects", len(self.tasks), self.scheduler.queued_count(), len(self.objects.entries))
+        for record in self.tasks.values():
+            missing = self.objects.task_missing.get(record.spec.task_id)
+            logger.info(
+                "  task %s %s %s worker=%s missing=%s args=%s",
+                record.spec.task_id.hex(), record.spec.function_name, record.state,
+                record.worker_id.hex() if record.worker_id else None, missing,
+                [(a.hex(), bool(self.objects.get(a) and self.objects.get(a).ready)) for a in record.spec.arg_refs],
+            )
+        for slot in self.scheduler.workers.values():
+            logger.info("  worker %s grant=%s assigned=%d blocked=%s", slot.worker_id.hex(), slot.grant, len(slot.assigned), slot.blocked)
+        logger.info("  available=%s queues=%s", self.scheduler.available, {k: len(v) for k, v in self.scheduler.queues.items()})
+
+    def _restart_template(self) -> None:
+        from .template import TemplateHandle
+
+        self.template.close(self.config.shutdown_timeout_s)
+        self.template = TemplateHandle.spawn(
+            self.template_options, os.path.join(self.session_dir, "logs", "template.log")
+        )
+        self.poller.register(self.template.read_fd, zmq.POLLIN)
+        self._template_buffer = b""
+
+    def _start_workers(self, count: int) -> None:
+        lines = "".join(f"fork {os.urandom(16).hex()}\n" for _ in range(count))
+        self.scheduler.worker_starting(count)
+        if not self.template.send(lines):
+            self.scheduler.worker_start_failed(count)
+
+    def close(self) -> None:
+        for client_id, record in list(self.clients.items()):
+            if record.kind == "driver":
+                self._send(client_id, protocol.ShuttingDown("node manager stopped"))
+        self._flush()
+        for pid in list(self.pid_workers):
+            lifecycle.kill_quietly(pid)
+        self.template.close(self.config.shutdown_timeout_s)
+        self.router.close(linger=0)
+        self.context.term()
+        self.store.close()
+        if self.owns_session_dir:
+            lifecycle.remove_session_dir(self.session_dir)
+
+    # -- loop -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        poller = self.poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.template.read_fd, zmq.POLLIN)
+        poller.register(self.signal_read.fileno(), zmq.POLLIN)
+        next_housekeeping = 0.0
+        while self.running:
+            events = dict(poller.poll(100))
+            if self.router in events:
+                self._drain_router()
+            if self.template.read_fd in events:
+                self._read_template()
+            if self.signal_read.fileno() in events:
+                try:
+                    self.signal_read.recv(4096)
+                except BlockingIOError:
+                    pass
+            self._schedule()
+            self._flush()
+            if self.dump_requested:
+                self.dump_requested = False
+                self.dump_state()
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                next_housekeeping = now + self.config.parent_check_interval_s
+                self._housekeeping(now)
+
+    def _drain_router(self) -> None:
+        router = self.router
+        for _ in range(1000):
+            try:
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            client_id = frames[0]
+            for frame in frames[1:]:
+                try:
+                    message = protocol.decode(frame)
+                except ValueError as exc:
+                    logger.warning("dropping malformed message from %s: %s", client_id.hex(), exc)
+                    continue
+                handler = self._handlers.get(type(message))
+                if handler is None:
+                    logger.warning("dropping unexpected %s from %s", type(message).__name__, client_id.hex())
+                    continue
+                try:
+                    handler(client_id, message)
+                except Exception:
+                    logger.exception("error handling %s from %s", type(message).__name__, client_id.hex())
+
+    def _send(self, client_id: bytes, message) -> None:
+        self.outbox.setdefault(client_id, []).append(message)
+
+    def _flush(self) -> None:
+        if not self.outbox:
+            return
+        outbox, self.outbox = self.outbox, {}
+        for client_id, messages in outbox.items():
+            if client_id not in self.clients:
+                continue
+            frames = [client_id]
+            ready: list = []
+            for message in messages:
+                # Coalesce object deliveries into one message per turn.
+                if type(message) is protocol.ObjectsReady:
+                    ready.extend(message.values)
+                else:
+                    frames.append(protocol.encode(message))
+            if ready:
+                frames.append(protocol.encode(protocol.ObjectsReady(ready)))
+            try:
+                self.router.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                logger.warning("could not send to %s: %s", client_id.hex(), exc)
+
+    def _housekeeping(self, now: float) -> None:
+        if self.parent_pid and not lifecycle.pid_alive(self.parent_pid):
+            logger.info("parent %s exited; stopping", self.parent_pid)
+            self.running = False
+            return
+        for client_id, record in list(self.clients.items()):
+            if record.kind == "driver" and not lifecycle.pid_alive(record.pid):
+                self._client_gone(client_id)
+        for worker_id in self.scheduler.idle_workers_to_stop(now, self.config.worker_idle_timeout_s, self.target_pool):
+            pid = self.worker_pids.get(worker_id)
+            if pid:
+                self._kill_worker(pid)
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def _read_template(self) -> None:
+        chunk = self.template.read()
+        if chunk is None:
+            return
+        if not chunk:
+            if self.running:
+                logger.error("worker template exited; restarting it")
+                self.poller.unregister(self.template.read_fd)
+                self._restart_template()
+            return
+        self._template_buffer += chunk
+        while b"\n" in self._template_buffer:
+            line, self._template_buffer = self._template_buffer.split(b"\n", 1)
+            parts = line.decode().split()
+            if parts[0] == "started":
+                worker_id, pid = bytes.fromhex(parts[1]), int(parts[2])
+                self.worker_pids[worker_id] = pid
+                self.pid_workers[pid] = worker_id
+            elif parts[0] == "exited":
+                self._on_worker_exit(int(parts[1]), int(parts[2]))
+
+    def _kill_worker(self, pid: int) -> None:
+        lifecycle.kill_quietly(pid, signal.SIGKILL)
+
+    def _on_worker_exit(self, pid: int, code: int) -> None:
+        worker_id = self.pid_workers.pop(pid, None)
+        if worker_id is None:
+            return
+        self.worker_pids.pop(worker_id, None)
+        if worker_id not in self.clients:
+            # Died before registering.
+            self.scheduler.worker_start_failed()
+        lost = self.scheduler.remove_worker(worker_id)
+        for task_id in lost:
+            record = self.tasks.get(task_id)
+            if record is None or record.state == DONE:
+                continue
+            if record.force_cancelled or record.cancelled:
+                self._finish_with_error(record, "cancelled", None)
+            elif record.retries_left != 0:
+                record.retries_left -= 1 if record.retries_left > 0 else 0
+                self._requeue(record)
+            else:
+                self._finish_with_error(
+                    record, "worker_crashed", {"pid": pid, "exitcode": code, "task": record.spec.function_name}
+                )
+        self._client_gone(worker_id)
+
+    # -- clients ----------------------------------------------------------------------------
+
+    def _on_register(self, client_id: bytes, message: protocol.RegisterClient) -> None:
+        self.clients[client_id] = ClientRecord(client_id, message.kind, message.pid, started_at=time.time())
+        if message.kind == "worker":
+            self.scheduler.add_worker(client_id, time.monotonic())
+        else:
+            self.control.add_job(client_id.hex(), message.pid, message.namespace)
+        self._send(
+            client_id,
+            protocol.RegisterClientReply(
+                self.node_id, self.session_dir, list(self.store.arena.describe()), self.resources, self.node_ip
+            ),
+        )
+
+    def _on_disconnect(self, client_id: bytes, message: protocol.Disconnect) -> None:
+        self._client_gone(client_id)
+
+    def _client_gone(self, client_id: bytes) -> None:
+        record = self.clients.pop(client_id, None)
+        if record is not None and record.kind == "driver":
+            self.control.finish_job(client_id.hex())
+            # Tasks a departed driver owns are no longer wanted.
+            for task in list(self.tasks.values()):
+                if task.spec.owner_id == client_id and task.state in (WAITING, QUEUED):
+                    self._drop_task(task)
+        self.store.abort_allocations_of(client_id)
+        self._apply_frees(self.objects.client_gone(client_id))
+        self.outbox.pop(client_id, None)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _on_export(self, client_id: bytes, message: protocol.ExportFunction) -> None:
+        self.functions[message.function_id] = message.payload
+
+    def _on_submit(self, client_id: bytes, message: protocol.SubmitTasks) -> None:
+        now = time.monotonic()
+        for spec in message.specs:
+            record = TaskRecord(spec, spec.max_retries, submitted_at=now)
+            self.tasks[spec.task_id] = record
+            if spec.parent_task_id:
+                parent = self.tasks.get(spec.parent_task_id)
+                if parent is not None:
+                    parent.children.append(spec.task_id)
+            held = list(spec.arg_refs) + list(spec.contained or ())
+            self.objects.hold(held)
+            if self.objects.wait_for_args(spec.task_id, spec.arg_refs):
+                self._make_ready(record)
+
+    def _make_ready(self, record: TaskRecord) -> None:
+        record.state = QUEUED
+        self.scheduler.enqueue(record.spec.task_id, record.spec.resources, record.spec.function_id)
+
+    def _requeue(self, record: TaskRecord) -> None:
+        spec = record.spec
+        record.spec = TaskSpec(**{name: getattr(spec, name) for name in spec.FIELDS} | {"attempt": spec.attempt + 1})
+        record.worker_id = None
+        self._make_ready(record)
+
+    def _schedule(self) -> None:
+        dispatches, to_start = self.scheduler.schedule(time.monotonic())
+        for worker_id, task_ids in dispatches:
+            self._dispatch(worker_id, task_ids)
+        if to_start:
+            self._start_workers(to_start)
+
+    def _dispatch(self, worker_id: bytes, task_ids: list) -> None:
+        client = self.clients.get(worker_id)
+        slot = self.scheduler.workers.get(worker_id)
+        execs = []
+        functions = {}
+        now = time.monotonic()
+        for task_id in task_ids:
+            record = self.tasks[task_id]
+            spec = record.spec
+            values = []
+            failed = None
+            for object_id in spec.arg_refs:
+                entry = self.objects.get(object_id)
+                value = entry.value
+                if value.is_error:
+                    failed = value
+                    break
+                values.append(self._deliverable(worker_id, entry))
+            if failed is not None:
+                # A failed argument fails the task without running it.
+                self._release_delivered(worker_id, values)
+                self.scheduler.task_finished(worker_id, task_id, 0.0, now)
+                self._finish_with_values(record, [failed] * spec.num_returns, copy_from_error=True)
+                continue
+            record.state = RUNNING
+            record.worker_id = worker_id
+            record.started_at = now
+            execs.append(protocol.TaskExec(spec, values, slot.gpu_ids if slot else []))
+            if spec.function_id not in client.functions_seen:
+                client.functions_seen.add(spec.function_id)
+                functions[spec.function_id] = self.functions.get(spec.function_id, b"")
+        if execs:
+            self._send(worker_id, protocol.ExecuteTasks(execs, functions))
+
+    def _deliverable(self, client_id: bytes, entry) -> ObjectValue:
+        """The value to send to a client; arena objects are restored if spilled and pinned."""
+        value = entry.value
+        if value.data is None:
+            if value.shm_offset < 0:
+                self._apply_frees(self.store.restore(self.objects, entry))
+                value = entry.value
+            self.objects.pin(client_id, entry.object_id)
+        return value
+
+    def _release_delivered(self, client_id: bytes, values: list) -> None:
+        ids = [v.object_id for v in values if v.data is None]
+        if ids:
+            self._apply_frees(self.objects.unpin(client_id, ids))
+
+    def _on_tasks_done(self, client_id: bytes, message: protocol.TasksDone) -> None:
+        now = time.monotonic()
+        for result in message.results:
+            self.scheduler.task_finished(client_id, result.task_id, result.duration_s, now)
+            record = self.tasks.get(result.task_id)
+            if record is None or record.state == DONE:
+                self._discard_values(result.returns)
+                continue
+            if result.retriable_error and record.retries_left != 0 and not record.cancelled:
+                record.retries_left -= 1 if record.retries_left > 0 else 0
+                self._discard_values(result.returns)
+                self._requeue(record)
+                continue
+            self._finish_with_values(record, result.returns)
+
+    def _discard_values(self, values: list) -> None:
+        for value in values:
+            if value.data is None and value.shm_offset >= 0:
+                self.store.free_offsets([value.shm_offset])
+
+    def _finish_with_values(self, record: TaskRecord, values: list, copy_from_error: bool = False) -> None:
+        spec = record.spec
+        record.state = DONE
+        owner = spec.owner_id
+        returns = []
+        for index, value in enumerate(values):
+            object_id = spec.task_id + (index + 1).to_bytes(4, "big")
+            if copy_from_error or value.object_id != object_id:
+                value = ObjectValue(object_id, value.data, value.shm_offset, value.shm_size, value.is_error, value.contained)
+            self.store.sealed(value)
+            returns.append(value)
+        for value in returns:
+            self._publish(value, owner)
+        self._release_task(record)
+
+    def _finish_with_error(self, record: TaskRecord, kind: str, details: dict | None) -> None:
+        spec = record.spec
+        value = error_value(kind, spec, details)
+        self._finish_with_values(record, [value] * spec.num_returns, copy_from_error=True)
+
+    def _release_task(self, record: TaskRecord) -> None:
+        spec = record.spec
+        self.tasks.pop(spec.task_id, None)
+        self.objects.forget_task(spec.task_id)
+        self._apply_frees(self.objects.unhold(list(spec.arg_refs) + list(spec.contained or ())))
+
+    def _drop_task(self, record: TaskRecord) -> None:
+        if record.state == QUEUED:
+            self.scheduler.cancel_queued(record.spec.task_id)
+        record.state = DONE
+        self._release_task(record)
+
+    def _on_worker_blocked(self, client_id: bytes, message: protocol.WorkerBlocked) -> None:
+        if message.returned_task_ids:
+            self.scheduler.requeue_front(client_id, message.returned_task_ids)
+            for task_id in message.returned_task_ids:
+                record = self.tasks.get(task_id)
+                if record is not None:
+                    record.state = QUEUED
+                    record.worker_id = None
+        self.scheduler.worker_blocked(client_id, message.blocked)
+
+    def _on_cancel(self, client_id: bytes, message: protocol.CancelTask) -> None:
+        self._cancel(message.task_id, message.force, message.recursive)
+
+    def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        record = self.tasks.get(task_id)
+        if record is None:
+            return
+        if recursive:
+            for child in list(record.children):
+                self._cancel(child, force, recursive)
+        record.cancelled = True
+        if record.state == WAITING:
+            self._finish_with_error(record, "cancelled", None)
+        elif record.state == QUEUED:
+            self.scheduler.cancel_queued(task_id)
+            self._finish_with_error(record, "cancelled", None)
+        elif record.state == RUNNING:
+            if force:
+                record.force_cancelled = True
+                pid = self.worker_pids.get(record.worker_id)
+                if pid:
+                    self._kill_worker(pid)
+            else:
+                self._send(record.worker_id, protocol.CancelRunning(task_id))
+
+    def _on_cancel_pending(self, client_id: bytes, message: protocol.CancelPending) -> None:
+        pass
+
+    def _on_logs(self, client_id: bytes, message: protocol.PublishLogs) -> None:
+        by_owner: dict[bytes, list] = {}
+        for entry in message.records:
+            if entry.owner_id in self.clients:
+                by_owner.setdefault(entry.owner_id, []).append(entry)
+        for owner, records in by_owner.items():
+            self._send(owner, protocol.PublishLogs(records))
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def _on_put(self, client_id: bytes, message: protocol.PutObjects) -> None:
+        for value in message.values:
+            self.store.sealed(value)
+            self._publish(value, None)
+
+    def _publish(self, value: ObjectValue, owner: bytes | None) -> None:
+        """Seal a ready value, deliver it to subscribers and the owner, start waiting tasks."""
+        subscribers, runnable, frees = self.objects.seal(value)
+        self._apply_frees(frees)
+        for task_id in runnable:
+            waiting = self.tasks.get(task_id)
+            if waiting is not None and waiting.state == WAITING:
+                self._make_ready(waiting)
+        entry = self.objects.get(value.object_id)
+        if entry is None:
+            return
+        for client_id in subscribers:
+            if client_id in self.clients:
+                self._send(client_id, protocol.ObjectsReady([self._deliverable(client_id, entry)]))
+        if owner is not None and owner in self.clients and owner not in subscribers:
+            # The owner learns the result is ready; arena values travel as a marker (no pin)
+            # and are fetched, pinned, when the owner actually reads them.
+            ready = entry.value
+            if ready.data is None:
+                ready = ObjectValue(ready.object_id, None, MARKER_OFFSET, ready.shm_size, ready.is_error, ready.contained)
+            self._send(owner, protocol.ObjectsReady([ready]))
+
+    def _on_allocate(self, client_id: bytes, message: protocol.AllocateObject) -> None:
+        offset, frees, error = self.store.allocate(client_id, message.size_bytes, self.objects)
+        self._apply_frees(frees)
+        self._send(client_id, protocol.AllocateObjectReply(message.request_id, offset, error))
+
+    def _on_get(self, client_id: bytes, message: protocol.GetObjects) -> None:
+        ready = []
+        for object_id in message.object_ids:
+            if self.objects.subscribe(client_id, object_id):
+                ready.append(self._deliverable(client_id, self.objects.get(object_id)))
+        if ready:
+            self._send(client_id, protocol.ObjectsReady(ready))
+
+    def _on_update_references(self, client_id: bytes, message: protocol.UpdateReferences) -> None:
+        deltas = message.deltas
+        if deltas:
+            self.objects.add_refs(client_id, {k: v for k, v in deltas.items() if v > 0})
+            self._apply_frees(self.objects.remove_refs(client_id, {k: -v for k, v in deltas.items() if v < 0}))
+        if message.released_pins:
+            self._apply_frees(self.objects.unpin(client_id, message.released_pins))
+        if message.aborted_offsets:
+            self.store.abort(client_id, message.aborted_offsets)
+
+    def _apply_frees(self, actions: FreeActions) -> None:
+        if actions.arena_offsets or actions.spill_paths:
+            self.store.free_offsets(actions.arena_offsets)
+            self.store.delete_spilled(actions.spill_paths)
+
+    def _on_cluster_info(self, client_id: bytes, message: protocol.ClusterInfoRequest) -> None:
+        available = self.scheduler.available_dict()
+        total = self.scheduler.total_dict()
+        total["object_store_memory"] = float(self.store.capacity_bytes)
+        available["object_store_memory"] = float(self.store.capacity_bytes - self.store.used_bytes)
+        nodes = [self.control.node_entry(self.node_id.hex(), total)]
+        workers = [
+            {"worker_id": wid.hex(), "pid": pid, "alive": True}
+            for wid, pid in self.worker_pids.items()
+        ]
+        self._send(client_id, protocol.ClusterInfoReply(message.request_id, nodes, total, available, workers))
+
+
+def main(options: dict, template, template_options: dict) -> None:
+    if options.get("parent_pid"):
+        lifecycle.die_with_parent(signal.SIGTERM, expected_parent=options["parent_pid"])
+    lifecycle.set_process_title("shoal::node")
+    logging.basicConfig(
+        filename=os.path.join(options["session_dir"], "logs", "node_manager.log"),
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    service = NodeManagerService(options, template, template_options)
+    try:
+        service.start()
+    except Exception as exc:
+        logger.exception("node manager failed to start")
+        sys.stdout.write(f"FAILED {type(exc).__name__}: {exc}\n")
+        sys.stdout.flush()
+        raise SystemExit(1)
+    sys.stdout.write(f"READY {service.endpoint}\n")
+    sys.stdout.flush()
+    try:
+        service.run()
+    finally:
+        service.close()
+

@@ -1,0 +1,32 @@
+"""Error values made by the runtime itself (worker crashed, task cancelled, ...).
+
+These are the only values a control process pickles: shoal's own exception objects, stored
+as error objects under a task's return ids so `get` raises them.
+"""
+
+from __future__ import annotations
+
+from .protocol import ObjectValue, TaskSpec
+from .serialization import serialize
+
+
+def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseException:
+    from .. import exceptions
+
+    name = spec.name or spec.function_name if spec is not None else "?"
+    if kind == "cancelled":
+        return exceptions.TaskCancelledError(spec.task_id.hex() if spec is not None else None)
+    if kind == "worker_crashed":
+        message = exceptions.format_worker_death(
+            details.get("pid"), exitcode=details.get("exitcode"), signal_number=None, last_task=name
+        )
+        return exceptions.WorkerCrashedError(message)
+    if kind == "store_full":
+        return exceptions.ObjectStoreFullError(details.get("message", "object store full"))
+    return exceptions.RaySystemError(f"{kind}: {details}")
+
+
+def error_value(kind: str, spec: TaskSpec | None, details: dict | None) -> ObjectValue:
+    error = make_error(kind, spec, details)
+    serialized = serialize(error)
+    return ObjectValue(b"", serialized.to_bytes(), -1, 0, True, [])

@@ -1,0 +1,309 @@
+"""A worker process: runs the tasks its node manager hands it, one at a time, in order.
+
+The main thread executes; the client's I/O thread receives tasks into the inbox and sends
+results. Task output written to sys.stdout/sys.stderr is forwarded to the task's owner.
+A non-forced cancel reaches a running task as TaskCancelledError raised by a SIGUSR1 handler,
+which also interrupts blocking sleeps and I/O.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from . import lifecycle, object_io, serialization, task_context
+from .client import CoreClient, set_current
+from .config import load_config
+from .local_objects import is_delivery
+from .protocol import LogRecord, ObjectValue, TaskExec, TaskResult
+from .task_args import fill_refs
+
+
+class TaskOutput(io.TextIOBase):
+    """sys.stdout/sys.stderr of a worker: text written during a task goes to its owner."""
+
+    def __init__(self, client: CoreClient, stream: str, fallback):
+        self._client = client
+        self._stream = stream
+        self._fallback = fallback
+        self._pid = os.getpid()
+
+    @property
+    def encoding(self) -> str:
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._fallback.fileno()
+
+    def write(self, text: str) -> int:
+        spec = task_context.current_spec()
+        if spec is None or not text:
+            self._fallback.write(text)
+            return len(text)
+        self._client.publish_log(
+            LogRecord(spec.task_id, spec.owner_id, spec.name or spec.function_name, self._pid, self._stream, text)
+        )
+        return len(text)
+
+    def flush(self) -> None:
+        self._fallback.flush()
+
+
+class Executor:
+    def __init__(self, client: CoreClient):
+        self.client = client
+        self.config = load_config()
+        self.functions: dict[bytes, object] = {}
+        self.current: TaskExec | None = None
+        self.in_user_code = False
+        self.cancel_target: bytes | None = None
+        self.cancelled_queued: set[bytes] = set()
+        self.main_thread = threading.main_thread()
+        client.on_cancel = self.cancel
+        client.on_block = self.on_block
+        signal.signal(signal.SIGUSR1, self._on_cancel_signal)
+
+    # -- cancellation -----------------------------------------------------------------------
+
+    def cancel(self, task_id: bytes) -> None:
+        """Called on the I/O thread."""
+        current = self.current
+        if current is not None and current.spec.task_id == task_id:
+            self.cancel_target = task_id
+            signal.pthread_kill(self.main_thread.ident, signal.SIGUSR1)
+        else:
+            self.cancelled_queued.add(task_id)
+
+    def _on_cancel_signal(self, signum, frame) -> None:
+        current = self.current
+        if (
+            self.in_user_code
+            and current is not None
+            and self.cancel_target == current.spec.task_id
+            and threading.current_thread() is self.main_thread
+        ):
+            self.cancel_target = None
+            from ..exceptions import TaskCancelledError
+
+            raise TaskCancelledError(current.spec.task_id.hex())
+
+    # -- nested waiting -----------------------------------------------------------------------
+
+    def on_block(self, blocked: bool) -> None:
+        """get()/wait() inside a task: lend the CPU back and hand back queued tasks."""
+        if self.current is None or threading.current_thread() is not self.main_thread:
+            return
+        returned = []
+        if blocked:
+            while True:
+                try:
+                    task = self.client.inbox.get_nowait()
+                except Exception:
+                    break
+                if task is None:
+                    self.client.inbox.put(None)
+                    break
+                returned.append(task.spec.task_id)
+                self._release_arg_pins(task)
+        self.client.blocked(blocked, returned)
+
+    def _release_arg_pins(self, task: TaskExec) -> None:
+        with self.client.objects.cond:
+            self.client.objects.released_pins.extend(v.object_id for v in task.arg_values if is_delivery(v))
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        inbox = self.client.inbox
+        while True:
+            task = inbox.get()
+            if task is None:
+                return
+            if task.spec.task_id in self.cancelled_queued:
+                self.cancelled_queued.discard(task.spec.task_id)
+                self._release_arg_pins(task)
+                self._finish_cancelled(task)
+                continue
+            self.execute(task)
+
+    def _load(self, function_id: bytes):
+        function = self.functions.get(function_id)
+        if function is None:
+            payload = self.client.functions.get(function_id)
+            if not payload:
+                raise RuntimeError(f"function {function_id.hex()} was never exported to this worker")
+            function = self.functions[function_id] = serialization.load_definition(payload)
+        return function
+
+    def materialize(self, value: ObjectValue):
+        return object_io.materialize(self.client, value)
+
+    def _resolve_args(self, task: TaskExec):
+        spec = task.spec
+        values = []
+        for value in task.arg_values:
+            resolved = self.materialize(value)
+            if value.is_error:
+                raise resolved
+            values.append(resolved)
+        if spec.args_in_store:
+            args, kwargs = values.pop()
+        elif spec.args is not None:
+            args, kwargs = serialization.deserialize_bytes(spec.args)
+        else:
+            args, kwargs = (), {}
+        args, kwargs = fill_refs(args, kwargs, values)
+        return args, kwargs, values
+
+    def execute(self, task: TaskExec) -> None:
+        spec = task.spec
+        self.current = task
+        started = time.perf_counter()
+        retriable = False
+        saved_env = None
+        try:
+            try:
+                function = self._load(spec.function_id)
+                args, kwargs, resolved = self._resolve_args(task)
+                task_context.set_current(spec, task.gpu_ids, {id(v) for v in resolved})
+                saved_env = self._apply_env(spec, task.gpu_ids)
+                self.in_user_code = True
+                try:
+                    result = function(*args, **kwargs)
+                finally:
+                    self.in_user_code = False
+                del args, kwargs, resolved
+                values = self._store_returns(spec, result)
+                del result
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to the owner
+                self.in_user_code = False
+                values, retriable = self._failure(spec, exc)
+        finally:
+            self.cancel_target = None
+            if saved_env is not None:
+                self._restore_env(saved_env)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            task_context.clear_current()
+            self.current = None
+        self.client.finish_task(TaskResult(spec.task_id, values, retriable, time.perf_counter() - started))
+
+    def _failure(self, spec, exc: BaseException):
+        from ..exceptions import RayTaskError, TaskCancelledError
+
+        if isinstance(exc, TaskCancelledError):
+            error: BaseException = TaskCancelledError(spec.task_id.hex())
+            retriable = False
+        else:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            name = spec.name or spec.function_name
+            error = RayTaskError(name, text, exc, pid=os.getpid(), ip=self.client.node_info.node_ip)
+            retriable = self._should_retry(spec, exc)
+        return [self._error_value(spec, error, index) for index in range(spec.num_returns)], retriable
+
+    def _should_retry(self, spec, exc: BaseException) -> bool:
+        if not spec.retry_exceptions:
+            return False
+        if spec.retry_exception_types:
+            allowed = serialization.loads_plain(spec.retry_exception_types)
+            return isinstance(exc, tuple(allowed))
+        return isinstance(exc, Exception)
+
+    def _error_value(self, spec, error: BaseException, index: int) -> ObjectValue:
+        object_id = spec.task_id + (index + 1).to_bytes(4, "big")
+        try:
+            data = serialization.serialize(error).to_bytes()
+        except TypeError:
+            from ..exceptions import RayTaskError
+
+            # The cause itself cannot be pickled: keep its text.
+            fallback = RayTaskError(
+                getattr(error, "function_name", spec.function_name),
+                getattr(error, "traceback_str", "") or repr(error),
+                RuntimeError(f"{type(getattr(error, 'cause', error)).__name__}: {getattr(error, 'cause', error)}"),
+                pid=os.getpid(),
+            )
+            data = serialization.serialize(fallback).to_bytes()
+        return ObjectValue(object_id, data, -1, 0, True, [])
+
+    def _store_returns(self, spec, result) -> list:
+        count = spec.num_returns
+        if count == 1:
+            outputs = [result]
+        elif count == 0:
+            outputs = []
+        else:
+            try:
+                outputs = list(result)
+            except TypeError:
+                raise ValueError(
+                    f"task {spec.function_name} was declared with num_returns={count} but returned a "
+                    f"non-iterable {type(result).__name__}"
+                ) from None
+            if len(outputs) != count:
+                raise ValueError(
+                    f"task {spec.function_name} was declared with num_returns={count} but returned "
+                    f"{len(outputs)} values"
+                )
+        return [self.store_value(spec.task_id + (i + 1).to_bytes(4, "big"), v) for i, v in enumerate(outputs)]
+
+    def store_value(self, object_id: bytes, value) -> ObjectValue:
+        serialized = serialization.serialize(value)
+        return object_io.store_serialized(self.client, object_id, serialized, self.config.inline_object_max_bytes)
+
+    def _apply_env(self, spec, gpu_ids: list):
+        changes = dict(spec.env_vars or {})
+        if gpu_ids or "GPU" in (spec.resources or {}):
+            changes["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+        if not changes:
+            return None
+        saved = {name: os.environ.get(name) for name in changes}
+        os.environ.update({k: str(v) for k, v in changes.items()})
+        return saved
+
+    @staticmethod
+    def _restore_env(saved: dict) -> None:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def _finish_cancelled(self, task: TaskExec) -> None:
+        from ..exceptions import TaskCancelledError
+
+        spec = task.spec
+        values = [self._error_value(spec, TaskCancelledError(spec.task_id.hex()), i) for i in range(spec.num_returns)]
+        self.client.finish_task(TaskResult(spec.task_id, values, False, 0.0))
+
+
+def main(worker_id: bytes, options: dict) -> None:
+    lifecycle.set_process_title("shoal::worker")
+    client = CoreClient(options["endpoint"], "worker", client_id=worker_id)
+    client.connect()
+    set_current(client)
+    task_context.process.mode = "worker"
+    task_context.process.worker_id = worker_id
+    task_context.process.node_id = client.node_info.node_id
+    executor = Executor(client)
+    task_context.process.executor = executor
+    from .. import api
+
+    api._attach_worker(client)
+    sys.stdout = TaskOutput(client, "stdout", sys.__stdout__)
+    sys.stderr = TaskOutput(client, "stderr", sys.__stderr__)
+    try:
+        executor.run()
+    finally:
+        client.close()

@@ -1,0 +1,501 @@
+"""The core public API: init, shutdown, get, put, wait, cancel and cluster queries.
+
+Every function validates its arguments at the call site and raises TypeError/ValueError with
+a message naming the problem. The process's one CoreClient (driver or worker) does the work.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import numbers
+import os
+import sys
+import threading
+import warnings
+
+from . import exceptions
+from ._core import client as client_module
+from ._core import config, node_launcher, object_io, serialization, task_context
+from ._core.client import CoreClient
+from ._core.ids import TaskIDFactory
+from ._core.protocol import CancelTask, ClusterInfoRequest, PutObjects
+from .object_ref import ObjectRef
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.RLock()
+_session: "_Session | None" = None
+_task_ids = TaskIDFactory()
+_warned: set = set()
+
+_IGNORED_INIT_OPTIONS = {
+    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging", "logging_level",
+    "logging_format", "logging_config", "job_config", "labels", "local_mode", "_temp_dir",
+    "_system_config", "_node_ip_address", "_redis_password", "enable_resource_isolation",
+    "_metrics_export_port", "_plasma_directory", "_enable_object_reconstruction", "storage",
+    "_memory", "runtime_env_config", "log_to_driver_level",
+}
+
+
+class _Session:
+    def __init__(self, client: CoreClient, head, init_key: tuple | None, log_to_driver: bool, namespace: str):
+        self.client = client
+        self.head = head
+        self.init_key = init_key
+        self.log_to_driver = log_to_driver
+        self.namespace = namespace
+        self.partial_lines: dict = {}
+
+
+class RayContext(dict):
+    """What `init()` returns: the cluster's address info, usable as a context manager."""
+
+    def __init__(self, info: dict):
+        super().__init__(info)
+        self.address_info = info
+        self.dashboard_url = None
+        self.python_version = ".".join(map(str, sys.version_info[:3]))
+        from . import __version__
+
+        self.ray_version = self.shoal_version = __version__
+        self.ray_commit = "shoal"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        shutdown()
+
+    def disconnect(self) -> None:
+        shutdown()
+
+    def __repr__(self) -> str:
+        info = self.address_info
+        return f"RayContext(address={info.get('address')!r}, node_id={info.get('node_id')!r}, session_dir={info.get('session_dir')!r})"
+
+    def _repr_html_(self) -> str:
+        resources = info_resources(self.address_info)
+        rows = "".join(f"<tr><td>{k}</td><td>{v:g}</td></tr>" for k, v in resources.items())
+        return (
+            "<div><b>shoal cluster</b> (Ray-compatible)<table>"
+            f"<tr><td>address</td><td>{self.address_info.get('address')}</td></tr>{rows}</table></div>"
+        )
+
+
+def info_resources(info: dict) -> dict:
+    resources = info.get("resources", {})
+    return {k: v for k, v in resources.items() if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
+
+
+# -- init / shutdown -----------------------------------------------------------------------
+
+
+def _check_number(name: str, value, integer: bool = False) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if integer and int(value) != value:
+        raise ValueError(f"{name} must be a whole number, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    resources: dict | None = None,
+    object_store_memory: int | None = None,
+    namespace: str | None = None,
+    runtime_env: dict | None = None,
+    ignore_reinit_error: bool = False,
+    log_to_driver: bool = True,
+    **kwargs,
+) -> RayContext:
+    """Start or connect to a shoal cluster.
+
+    With no address, starts an embedded single-node cluster owned by this process: it stops
+    when this process exits, however it exits. `address="auto"` connects to the cluster
+    started on this machine with `shoal start`.
+
+    Args:
+        address: None (start a cluster), "auto", or a node address.
+        num_cpus: CPUs the embedded node offers (default: all cores).
+        num_gpus: GPUs it offers (default: detected).
+        resources: Custom resources, e.g. {"accelerator": 2}.
+        object_store_memory: Bytes for the shared-memory object store (default 30% of RAM).
+        namespace: Namespace for named actors.
+        runtime_env: {"env_vars": {...}} applied to every worker.
+        ignore_reinit_error: Return the running context instead of raising when called twice
+            with different arguments.
+        log_to_driver: Print workers' output here, prefixed with the task name and pid.
+
+    Returns:
+        A RayContext with the cluster's address info.
+
+    Raises:
+        TypeError, ValueError: Bad arguments.
+        RuntimeError: Already initialized with different arguments.
+        ConnectionError: address="auto" found no running cluster.
+    """
+    global _session
+    unknown = set(kwargs) - _IGNORED_INIT_OPTIONS
+    if unknown:
+        raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+    if address is not None and not isinstance(address, str):
+        raise TypeError(f"address must be a string such as 'auto', got {type(address).__name__}")
+    _check_number("num_cpus", num_cpus, integer=False)
+    _check_number("num_gpus", num_gpus, integer=True)
+    _check_number("object_store_memory", object_store_memory, integer=True)
+    if object_store_memory is not None and object_store_memory < 1024 * 1024:
+        raise ValueError(f"object_store_memory must be at least 1 MiB, got {object_store_memory}")
+    if resources is not None:
+        if not isinstance(resources, dict):
+            raise TypeError(f"resources must be a dict of name to amount, got {type(resources).__name__}")
+        for name, amount in resources.items():
+            if name in ("CPU", "GPU"):
+                raise ValueError(f"use num_cpus/num_gpus instead of resources={{'{name}': ...}}")
+            _check_number(f"resources[{name!r}]", amount)
+    if namespace is not None and not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a string, got {type(namespace).__name__}")
+    if runtime_env is not None:
+        from .options import _runtime_env
+
+        if not isinstance(runtime_env, dict):
+            raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
+        problem = _runtime_env(runtime_env)
+        if problem:
+            raise ValueError(f"runtime_env: {problem}")
+    key = (address, num_cpus, num_gpus, _freeze(resources), object_store_memory, namespace, _freeze(runtime_env))
+    with _lock:
+        if _session is not None:
+            if task_context.process.mode == "worker" or ignore_reinit_error or key == _session.init_key:
+                return _context(_session)
+            raise RuntimeError(
+                "shoal.init() was already called with different arguments. Call shoal.shutdown() "
+                "first to start a new cluster, or pass ignore_reinit_error=True to keep the running one."
+            )
+        namespace = namespace or f"anonymous_{os.urandom(4).hex()}"
+        env_vars = (runtime_env or {}).get("env_vars")
+        head = None
+        if address is None or address == "local":
+            store_bytes = object_store_memory or config.default_object_store_bytes()
+            total = node_launcher.node_resources(num_cpus, num_gpus, resources, store_bytes, "127.0.0.1")
+            head = node_launcher.start_node(total, store_bytes, env_vars, embedded=True)
+            endpoint = head.endpoint
+        else:
+            if address == "auto" or address.startswith("ipc://") is False and ":" not in address:
+                found = node_launcher.read_address()
+                if found is None:
+                    raise ConnectionError(
+                        "Could not find a running shoal cluster on this machine. Start one with "
+                        "'shoal start --head', or call shoal.init() with no address."
+                    )
+                endpoint = found.endpoint
+            elif address.startswith("ipc://"):
+                endpoint = address
+            else:
+                raise ConnectionError(
+                    f"Could not connect to {address!r}: joining a cluster on another machine needs multi-node "
+                    "support, which this version of shoal does not have. Use address='auto' on this machine."
+                )
+        client = CoreClient(endpoint, "driver", namespace=namespace)
+        try:
+            client.connect()
+        except BaseException:
+            if head is not None:
+                node_launcher.stop_node(head)
+            raise
+        client_module.set_current(client)
+        session = _Session(client, head, key, log_to_driver, namespace)
+        client.on_logs = lambda records: _print_logs(session, records)
+        task_context.process.mode = "driver"
+        task_context.process.node_id = client.node_info.node_id
+        task_context.process.namespace = namespace
+        task_context.process.job_id = client.client_id[:4].hex()
+        _session = session
+        return _context(session)
+
+
+def _freeze(value):
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _context(session: _Session) -> RayContext:
+    info = session.client.node_info
+    return RayContext(
+        {
+            "address": session.client.endpoint,
+            "node_id": info.node_id.hex(),
+            "node_ip_address": info.node_ip,
+            "session_dir": info.session_dir,
+            "namespace": session.namespace,
+            "resources": dict(info.resources),
+        }
+    )
+
+
+def _attach_worker(client: CoreClient) -> None:
+    """Called in worker processes: the API talks through the worker's client."""
+    global _session
+    _task_ids.reset()
+    _session = _Session(client, None, None, False, "")
+
+
+def is_initialized() -> bool:
+    return _session is not None
+
+
+def shutdown(_exiting_interpreter: bool = False) -> None:
+    """Disconnect from the cluster; an embedded cluster is stopped and cleaned up."""
+    global _session
+    with _lock:
+        session = _session
+        if session is None or task_context.process.mode == "worker":
+            return
+        _session = None
+        client_module.set_current(None)
+        try:
+            session.client.close()
+        finally:
+            if session.head is not None:
+                node_launcher.stop_node(session.head)
+
+
+atexit.register(shutdown)
+
+
+def _client_for_submit() -> CoreClient:
+    session = _session
+    if session is None:
+        init()
+        session = _session
+    return session.client
+
+
+def _next_task_id() -> bytes:
+    return _task_ids.next()
+
+
+# -- objects -------------------------------------------------------------------------------
+
+
+def _put_serialized(client: CoreClient, serialized) -> ObjectRef:
+    object_id = _task_ids.next() + b"\x00\x00\x00\x00"
+    ref = ObjectRef(object_id)
+    value = object_io.store_serialized(client, object_id, serialized, config.INLINE_OBJECT_MAX_BYTES)
+    if value.data is not None:
+        client.objects.put_local(value)
+    client.send(PutObjects([value]))
+    return ref
+
+
+def put(value, *, _owner=None) -> ObjectRef:
+    """Store a value in the object store; returns an ObjectRef to it.
+
+    Raises:
+        TypeError: `value` is an ObjectRef, or cannot be pickled.
+    """
+    if isinstance(value, ObjectRef):
+        raise TypeError(
+            "Calling 'put' on an ObjectRef is not allowed. To store a reference, wrap it in a "
+            "list (shoal.put([ref]))."
+        )
+    client = _client_for_submit()
+    return _put_serialized(client, serialization.serialize(value))
+
+
+def _on_block(blocked: bool) -> None:
+    executor = task_context.process.executor
+    if executor is not None:
+        executor.on_block(blocked)
+
+
+def _check_timeout(timeout) -> None:
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise TypeError(f"timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
+
+
+def get(object_refs, *, timeout: float | None = None):
+    """Wait for and return the value(s) of one ObjectRef or a list of them.
+
+    Raises:
+        GetTimeoutError: Not ready within `timeout` seconds.
+        RayTaskError: The task failed (also an instance of its exception's type).
+        TaskCancelledError, WorkerCrashedError: The task was cancelled or its worker died.
+        ValueError: `object_refs` is not an ObjectRef or a list of ObjectRefs.
+    """
+    _check_timeout(timeout)
+    single = isinstance(object_refs, ObjectRef)
+    if single:
+        refs = [object_refs]
+    elif isinstance(object_refs, (list, tuple)):
+        refs = list(object_refs)
+        for ref in refs:
+            if not isinstance(ref, ObjectRef):
+                raise ValueError(
+                    f"'object_refs' must be an ObjectRef or a list of ObjectRefs; the list holds a {type(ref).__name__}"
+                )
+    else:
+        if task_context.arrived_as_argument(object_refs):
+            if "resolved-arg" not in _warned:
+                _warned.add("resolved-arg")
+                warnings.warn(
+                    "shoal.get() was called on a task argument that was passed as an ObjectRef. Top-level "
+                    "ObjectRef arguments arrive already resolved to their values, so get() returns the value "
+                    "unchanged; you can drop the get() call.",
+                    stacklevel=2,
+                )
+            return object_refs
+        raise ValueError(
+            f"'object_refs' must be an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}"
+        )
+    client = _client_for_submit()
+    if not refs:
+        return []
+    ids = [ref.binary() for ref in refs]
+    try:
+        values = client.objects.collect(ids, timeout, client.request_objects, _on_block)
+    except RuntimeError as exc:
+        raise exceptions.RaySystemError(str(exc)) from None
+    if values is None:
+        raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s.")
+    results = []
+    for value in values:
+        result = object_io.materialize(client, value)
+        if value.is_error:
+            if isinstance(result, exceptions.RayTaskError):
+                raise result.as_instanceof_cause()
+            raise result
+        results.append(result)
+    return results[0] if single else results
+
+
+def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fetch_local: bool = True):
+    """Wait until `num_returns` of the refs are ready or `timeout` passes.
+
+    Returns:
+        (ready, not_ready): two lists of ObjectRefs, each in the order given.
+    """
+    if isinstance(object_refs, ObjectRef) or not isinstance(object_refs, (list, tuple)):
+        raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
+    refs = list(object_refs)
+    for ref in refs:
+        if not isinstance(ref, ObjectRef):
+            raise TypeError(f"wait() expects a list of ObjectRefs; the list holds a {type(ref).__name__}")
+    if len(set(refs)) != len(refs):
+        raise ValueError("wait() requires a list of unique ObjectRefs; the list has duplicates")
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int):
+        raise TypeError(f"num_returns must be an int, got {type(num_returns).__name__}")
+    if num_returns <= 0:
+        raise ValueError(f"num_returns must be > 0, got {num_returns}")
+    if num_returns > len(refs):
+        raise ValueError(f"num_returns ({num_returns}) cannot exceed the number of refs ({len(refs)})")
+    _check_timeout(timeout)
+    client = _client_for_submit()
+    ids = [ref.binary() for ref in refs]
+    ready_ids = set(client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, _on_block))
+    ready, not_ready = [], []
+    for ref in refs:
+        if ref.binary() in ready_ids and len(ready) < num_returns:
+            ready.append(ref)
+        else:
+            not_ready.append(ref)
+    return ready, not_ready
+
+
+def cancel(object_ref, *, force: bool = False, recursive: bool = True) -> None:
+    """Cancel the task that produces `object_ref`; its get() raises TaskCancelledError.
+
+    A running task is interrupted (even in time.sleep or blocking I/O); `force=True` kills
+    its worker process. `recursive` also cancels the tasks it submitted.
+    """
+    if not isinstance(object_ref, ObjectRef):
+        raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
+    client = _client_for_submit()
+    client.send(CancelTask(object_ref.binary()[:16], bool(force), bool(recursive)))
+
+
+# -- cluster queries -----------------------------------------------------------------------
+
+
+def _cluster_info():
+    client = _client_for_submit()
+    reply = client.request(lambda request_id: ClusterInfoRequest(request_id), timeout_s=30)
+    if reply is None:
+        raise exceptions.RaySystemError("the shoal node manager did not answer a cluster query")
+    return reply
+
+
+def cluster_resources() -> dict:
+    """Total resources of the cluster."""
+    return dict(_cluster_info().total)
+
+
+def available_resources() -> dict:
+    """Resources not in use right now."""
+    return {k: v for k, v in _cluster_info().available.items() if v > 0}
+
+
+def nodes() -> list:
+    """The cluster's nodes, as in Ray's ray.nodes()."""
+    return list(_cluster_info().nodes)
+
+
+def get_gpu_ids() -> list:
+    """GPU ids assigned to the current task or actor ([] in the driver)."""
+    return list(task_context.current_gpu_ids())
+
+
+def _check_feasible(resources: dict, name: str) -> None:
+    info = _session.client.node_info if _session is not None else None
+    if info is None:
+        return
+    total = info.resources
+    missing = {k: v for k, v in resources.items() if total.get(k, 0) < v}
+    if missing:
+        key = tuple(sorted(resources.items()))
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(
+                f"Task or actor {name!r} requests {resources}, but no node in the cluster has "
+                f"{missing} (cluster total: { {k: v for k, v in total.items() if not k.startswith('node:')} }). "
+                "It will stay pending until a node with these resources joins the cluster.",
+                stacklevel=4,
+            )
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+
+def _print_logs(session: _Session, records: list) -> None:
+    if not session.log_to_driver:
+        return
+    handler = getattr(session, "log_handler", None)
+    if handler is not None:
+        handler(records)
+        return
+    for record in records:
+        key = (record.task_id, record.stream)
+        text = session.partial_lines.pop(key, "") + record.text
+        lines = text.split("\n")
+        if lines[-1]:
+            session.partial_lines[key] = lines[-1]
+        stream = sys.stderr if record.stream == "stderr" else sys.stdout
+        prefix = f"({record.task_name} pid={record.pid}) "
+        out = "".join(f"{prefix}{line}\n" for line in lines[:-1])
+        if out:
+            try:
+                stream.write(out)
+                stream.flush()
+            except Exception:
+                pass
