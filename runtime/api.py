@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import numbers
 import os
 import sys
@@ -96,6 +97,8 @@ def _check_number(name: str, value, integer: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
     if integer and int(value) != value:
         raise ValueError(f"{name} must be a whole number, got {value}")
     if value < 0:

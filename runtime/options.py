@@ -6,6 +6,7 @@ TypeError/ValueError immediately, naming the option.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,6 +20,8 @@ class Option:
 
 
 def _non_negative(value) -> str | None:
+    if value is not None and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
     if value is not None and value < 0:
         return "must be >= 0"
     return None
@@ -34,8 +37,8 @@ def _resources(value) -> str | None:
             return f"use the num_cpus / num_gpus / memory options instead of resources={{'{name}': ...}}"
         if not isinstance(amount, numbers.Real) or isinstance(amount, bool):
             return f"resource {name!r} must be a number, got {type(amount).__name__}"
-        if amount < 0:
-            return f"resource {name!r} must be >= 0, got {amount}"
+        if not math.isfinite(amount) or amount < 0:
+            return f"resource {name!r} must be a finite number >= 0, got {amount}"
     return None
 
 

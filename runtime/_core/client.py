@@ -105,6 +105,9 @@ class CoreClient:
         self.objects.close("shoal client closed")
         for reply in list(self._requests.values()):
             reply.event.set()
+        if self.arena is not None:
+            # Arrays still alive keep their mapping until they are collected.
+            self.arena.close()
         try:
             os.close(self._wake_fd)
         except OSError:

@@ -125,7 +125,6 @@ class LocalObjects:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         unique = list(dict.fromkeys(object_ids))
         registered: set[bytes] = set()
-        asked: set[bytes] = set()
         blocked = False
         cond = self.cond
         try:
@@ -145,12 +144,13 @@ class LocalObjects:
                         if value is None:
                             if object_id not in self.expected and object_id not in self.requested:
                                 self.requested.add(object_id)
-                                asked.add(object_id)
                                 to_request.append(object_id)
                             pending = True
                         elif not self.deliveries.get(object_id):
-                            if object_id not in asked:
-                                asked.add(object_id)
+                            # Shared with other getters: a delivery another thread took is
+                            # asked for again once the outstanding request has been answered.
+                            if object_id not in self.requested:
+                                self.requested.add(object_id)
                                 to_request.append(object_id)
                             pending = True
                     if to_request:

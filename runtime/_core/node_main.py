@@ -13,11 +13,11 @@ import sys
 
 def main() -> None:
     options = json.loads(sys.argv[1])
-    from . import template
+    from . import lifecycle, template
 
     template_options = {
         "node_manager_pid": os.getpid(),
-        "endpoint": f"ipc://{os.path.join(options['session_dir'], 'node.sock')}",
+        "endpoint": f"ipc://{lifecycle.node_socket_path(options['session_dir'])}",
         "session_dir": options["session_dir"],
         "node_id": options["node_id"],
         "node_ip": options.get("node_ip", "127.0.0.1"),

@@ -71,7 +71,7 @@ class NodeManagerService:
         self.node_ip = options.get("node_ip", "127.0.0.1")
         self.resources = dict(options["resources"])
         self.parent_pid = options.get("parent_pid")
-        self.endpoint = f"ipc://{os.path.join(self.session_dir, 'node.sock')}"
+        self.endpoint = f"ipc://{lifecycle.node_socket_path(self.session_dir)}"
         self.scheduler = SchedulerState(
             self.resources,
             max_workers=self.config.max_workers,
@@ -149,6 +149,8 @@ class NodeManagerService:
             )
         for slot in self.scheduler.workers.values():
             logger.info("  worker %s grant=%s assigned=%d blocked=%s", slot.worker_id.hex(), slot.grant, len(slot.assigned), slot.blocked)
+        for entry in self.objects.entries.values():
+            logger.info("  object %s ready=%s arena=%s refs=%s holds=%s pins=%s", entry.object_id.hex(), entry.ready, entry.in_arena, entry.refs, entry.holds, entry.pins)
         logger.info("  available=%s queues=%s", self.scheduler.available, {k: len(v) for k, v in self.scheduler.queues.items()})
 
     def _restart_template(self) -> None:

@@ -10,6 +10,7 @@ Requests are verb-noun (SubmitTasks), replies `<Request>Reply`, events past tens
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -42,11 +43,24 @@ def _default(value: Any) -> Any:
     return msgpack.ExtType(kind, packed)
 
 
+_MAX_NESTING = 8  # real messages nest 3 deep (ExecuteTasks > TaskExec > TaskSpec)
+_depth = threading.local()
+
+
 def _ext_hook(kind: int, data: bytes) -> Any:
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise ValueError(f"unknown message kind {kind}")
-    values = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    depth = getattr(_depth, "value", 0)
+    if depth >= _MAX_NESTING:
+        raise ValueError("message records nested too deeply")
+    _depth.value = depth + 1
+    try:
+        values = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    finally:
+        _depth.value = depth
+    if not isinstance(values, list) or len(values) != len(cls.FIELDS):
+        raise ValueError(f"{cls.__name__} expects {len(cls.FIELDS)} fields")
     return cls(*values)
 
 

@@ -202,7 +202,7 @@ class SchedulerState:
         for shape, queue in list(self.queues.items()):
             while queue:
                 head = self.tasks[queue[0]]
-                if idle and fits(self.available, shape):
+                if idle and fits(self.available, shape) and self._gpus_fit(shape):
                     slot = idle.pop()
                     acquire(self.available, shape)
                     slot.grant = shape
@@ -222,7 +222,7 @@ class SchedulerState:
                                 break
                     if fed:
                         continue
-                if not idle and fits(self.available, shape):
+                if not idle and fits(self.available, shape) and self._gpus_fit(shape):
                     want_workers += 1
                 break
             if not queue:
@@ -230,6 +230,15 @@ class SchedulerState:
         capacity = self.max_workers - len(self.workers) - self.starting
         to_start = max(0, min(want_workers - self.starting, capacity))
         return list(dispatches.items()), to_start
+
+    def _gpus_fit(self, shape: Shape) -> bool:
+        """GPUs are granted per device: a request fits only if single devices have room."""
+        wanted = dict(shape).get("GPU", 0)
+        if not wanted or not self.gpu_free:
+            return True
+        if wanted >= UNIT:
+            return sum(1 for free in self.gpu_free.values() if free == UNIT) >= wanted // UNIT
+        return any(free >= wanted for free in self.gpu_free.values())
 
     def _assign_gpus(self, slot: WorkerSlot, shape: Shape) -> None:
         wanted = dict(shape).get("GPU", 0)

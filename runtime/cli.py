@@ -1,0 +1,131 @@
+"""The `shoal` command: start, stop and inspect a cluster on this machine.
+
+    shoal start [--num-cpus N] [--num-gpus N] [--resources JSON] [--object-store-memory BYTES] [--block]
+    shoal status
+    shoal stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+
+
+def _start(args: argparse.Namespace) -> int:
+    from ._core import config, lifecycle, node_launcher
+
+    running = node_launcher.read_address()
+    if running is not None:
+        print(f"A shoal cluster is already running on this machine (node manager pid {running.pid}).", file=sys.stderr)
+        print("Stop it first with: shoal stop", file=sys.stderr)
+        return 1
+    resources = {}
+    if args.resources:
+        try:
+            resources = json.loads(args.resources)
+        except ValueError as exc:
+            print(f"--resources must be a JSON object, e.g. '{{\"big_mem\": 1}}': {exc}", file=sys.stderr)
+            return 2
+        if not isinstance(resources, dict):
+            print("--resources must be a JSON object of name to amount", file=sys.stderr)
+            return 2
+    store_bytes = args.object_store_memory or config.default_object_store_bytes()
+    total = node_launcher.node_resources(args.num_cpus, args.num_gpus, resources, store_bytes, "127.0.0.1")
+    head = node_launcher.start_node(total, store_bytes, None, embedded=args.block)
+    node_launcher.write_address(head)
+    print(f"Started a shoal node (node manager pid {head.pid}).")
+    print(f"  address: {head.endpoint}")
+    print(f"  session: {head.session_dir}")
+    print("Connect from Python on this machine with:  shoal.init(address='auto')")
+    print("Stop it with:  shoal stop")
+    sys.stdout.flush()
+    if not args.block:
+        return 0
+
+    stop = {"requested": False}
+
+    def on_signal(signum, frame):
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop["requested"] and lifecycle.pid_alive(head.pid) and head.process.poll() is None:
+            time.sleep(0.1)
+    finally:
+        node_launcher.stop_node(head)
+        node_launcher.clear_address()
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from ._core import node_launcher
+
+    running = node_launcher.read_address()
+    if running is None:
+        print("No shoal cluster is running on this machine.")
+        node_launcher.clear_address()
+        return 0
+    node_launcher.stop_node(running)
+    node_launcher.clear_address()
+    print(f"Stopped the shoal cluster (node manager pid {running.pid}).")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import shoal
+
+    try:
+        shoal.init(address="auto")
+    except ConnectionError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    try:
+        total = shoal.cluster_resources()
+        available = shoal.available_resources()
+        nodes = shoal.nodes()
+        print(f"shoal cluster: {len(nodes)} node(s)")
+        for node in nodes:
+            print(f"  node {node['NodeID'][:12]}  {node['NodeManagerAddress']}  {'alive' if node['Alive'] else 'dead'}")
+        print("Resources (used / total):")
+        for name in sorted(total):
+            if name.startswith("node:"):
+                continue
+            used = total[name] - available.get(name, 0.0)
+            if name in ("memory", "object_store_memory"):
+                print(f"  {name}: {used / 2**20:,.1f} / {total[name] / 2**20:,.1f} MiB")
+            else:
+                print(f"  {name}: {used:g} / {total[name]:g}")
+    finally:
+        shoal.shutdown()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shoal", description="Start, stop and inspect a shoal cluster.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    start = commands.add_parser("start", help="start a shoal node on this machine")
+    start.add_argument("--head", action="store_true", help="start the head node (the only kind for now)")
+    start.add_argument("--num-cpus", type=float, default=None)
+    start.add_argument("--num-gpus", type=int, default=None)
+    start.add_argument("--resources", default=None, help="custom resources as JSON, e.g. '{\"big_mem\": 1}'")
+    start.add_argument("--object-store-memory", type=int, default=None, help="object store size in bytes")
+    start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
+    start.set_defaults(run=_start)
+    stop = commands.add_parser("stop", help="stop the shoal cluster running on this machine")
+    stop.set_defaults(run=_stop)
+    status = commands.add_parser("status", help="show nodes and resource use")
+    status.set_defaults(run=_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Cluster lifecycle: init/shutdown, re-init rules, no leftovers after any kind of driver exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+import shoal
+from tests.waiting import wait_for
+
+REPORT_PIDS = """
+import json, os, sys, psutil, shoal
+ctx = shoal.init(num_cpus=2)
+
+@shoal.remote
+def pid():
+    return os.getpid()
+
+shoal.get([pid.remote() for _ in range(4)])
+family = [p.pid for p in psutil.Process().children(recursive=True)]
+print(json.dumps({"pids": family, "session_dir": ctx["session_dir"]}), flush=True)
+"""
+
+
+def _gone(pids) -> bool:
+    return not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+
+
+def _run_and_check(run_script, tail: str, expect_code=None):
+    result = run_script(REPORT_PIDS + tail, check=False)
+    info = json.loads(result.stdout.strip().splitlines()[0])
+    assert len(info["pids"]) >= 4  # node manager, template, two workers
+    if expect_code is not None:
+        assert result.returncode == expect_code, result.stderr
+    wait_for(lambda: _gone(info["pids"]), 10, describe=lambda: [p for p in info["pids"] if psutil.pid_exists(p)])
+    wait_for(lambda: not os.path.exists(info["session_dir"]), 10, describe=lambda: info["session_dir"])
+
+
+def test_exit_without_shutdown_cleans_up(run_script):
+    _run_and_check(run_script, "", expect_code=0)
+
+
+def test_exit_by_exception_cleans_up(run_script):
+    _run_and_check(run_script, "raise RuntimeError('driver failed')\n", expect_code=1)
+
+
+def test_driver_killed_with_sigkill_cleans_up(run_script):
+    _run_and_check(run_script, "os.kill(os.getpid(), 9)\n", expect_code=-9)
+
+
+def test_init_shutdown_cycles():
+    for _ in range(3):
+        shoal.init(num_cpus=1)
+        assert shoal.is_initialized()
+
+        @shoal.remote
+        def one():
+            return 1
+
+        assert shoal.get(one.remote()) == 1
+        shoal.shutdown()
+        assert not shoal.is_initialized()
+    shoal.shutdown()  # idempotent
+
+
+def test_reinit_same_arguments_returns_context_and_different_raises():
+    first = shoal.init(num_cpus=1)
+    try:
+        again = shoal.init(num_cpus=1)
+        assert again["session_dir"] == first["session_dir"]
+        with pytest.raises(RuntimeError, match=r"shoal\.shutdown\(\)"):
+            shoal.init(num_cpus=2)
+        kept = shoal.init(num_cpus=2, ignore_reinit_error=True)
+        assert kept["session_dir"] == first["session_dir"]
+    finally:
+        shoal.shutdown()
+
+
+def test_remote_before_init_starts_a_cluster():
+    @shoal.remote
+    def two():
+        return 2
+
+    try:
+        assert shoal.get(two.remote()) == 2
+        assert shoal.is_initialized()
+    finally:
+        shoal.shutdown()
+
+
+def test_init_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_cpus"):
+        shoal.init(num_cpus=-1)
+    with pytest.raises(TypeError, match="num_cpus"):
+        shoal.init(num_cpus="two")
+    with pytest.raises(TypeError, match="unexpected"):
+        shoal.init(not_an_option=1)
+    with pytest.raises(ValueError, match="num_cpus"):
+        shoal.init(resources={"CPU": 2})
+    with pytest.raises(ValueError, match="runtime_env"):
+        shoal.init(runtime_env={"nonsense": 1})
+    assert not shoal.is_initialized()
+
+
+def test_address_auto_without_cluster_raises(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    try:
+        with pytest.raises(ConnectionError, match="shoal start"):
+            shoal.init(address="auto")
+    finally:
+        tempfile.tempdir = None
+
+
+def test_init_runtime_env_applies_to_workers():
+    shoal.init(num_cpus=1, runtime_env={"env_vars": {"SHOAL_CLUSTER_VAR": "cluster-wide"}})
+    try:
+
+        @shoal.remote
+        def read():
+            return os.environ.get("SHOAL_CLUSTER_VAR")
+
+        assert shoal.get(read.remote()) == "cluster-wide"
+    finally:
+        shoal.shutdown()
+
+
+def test_worker_output_is_forwarded_with_prefix(run_script):
+    result = run_script(
+        """
+        import shoal
+        shoal.init(num_cpus=1)
+
+        @shoal.remote
+        def talk():
+            print("hello from the worker")
+            import sys
+            print("warning line", file=sys.stderr)
+            return 1
+
+        shoal.get(talk.remote())
+        shoal.shutdown()
+        """
+    )
+    assert "(talk pid=" in result.stdout and "hello from the worker" in result.stdout
+    assert "(talk pid=" in result.stderr and "warning line" in result.stderr
+
+
+def test_log_to_driver_false_silences_workers(run_script):
+    result = run_script(
+        """
+        import shoal
+        shoal.init(num_cpus=1, log_to_driver=False)
+
+        @shoal.remote
+        def talk():
+            print("should not appear")
+
+        shoal.get(talk.remote())
+        shoal.shutdown()
+        """
+    )
+    assert "should not appear" not in result.stdout
+
+
+def test_cli_start_status_stop(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    shoal_cli = [sys.executable, "-m", "shoal.cli"]
+    started = subprocess.run(shoal_cli + ["start", "--head", "--num-cpus", "1"], capture_output=True, text=True, env=env, timeout=60)
+    assert started.returncode == 0, started.stderr
+    assert "shoal.init(address='auto')" in started.stdout
+    try:
+        status = subprocess.run(shoal_cli + ["status"], capture_output=True, text=True, env=env, timeout=60)
+        assert status.returncode == 0, status.stderr
+        assert "CPU: 0 / 1" in status.stdout
+        driver = subprocess.run(
+            [sys.executable, "-c", "import shoal; shoal.init(address='auto');"
+             "f = shoal.remote(lambda: 7); print(shoal.get(f.remote()))"],
+            capture_output=True, text=True, env=env, timeout=60,
+        )
+        assert driver.stdout.strip() == "7", driver.stderr
+    finally:
+        stopped = subprocess.run(shoal_cli + ["stop"], capture_output=True, text=True, env=env, timeout=60)
+    assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+    again = subprocess.run(shoal_cli + ["status"], capture_output=True, text=True, env=env, timeout=60)
+    assert again.returncode == 1 and "shoal start" in again.stderr
+
+
+def test_cli_start_block_stops_on_sigterm(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shoal.cli", "start", "--num-cpus", "1", "--block"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "Started a shoal node" in line
+        family = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
+        assert family
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        wait_for(lambda: _gone(family), 10, describe=lambda: family)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
