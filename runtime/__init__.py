@@ -19,7 +19,18 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Actor": "actor",
+    "ActorID": "_core.ids",
+    "JobID": "_core.ids",
+    "NodeID": "_core.ids",
+    "ObjectID": "_core.ids",
+    "PlacementGroupID": "_core.ids",
+    "TaskID": "_core.ids",
+    "WorkerID": "_core.ids",
     "ObjectRef": "object_ref",
+    "get_actor": "actor",
+    "kill": "actor",
+    "method": "actor",
     "available_resources": "api",
     "cancel": "api",
     "cluster_resources": "api",
@@ -30,13 +41,13 @@ _EXPORTS = {
     "is_initialized": "api",
     "nodes": "api",
     "put": "api",
-    "remote": "remote",
+    "remote": "api",
     "shutdown": "api",
     "wait": "api",
 }
 _SUBMODULES = {"exceptions", "util", "actor", "runtime_context"}
 
-__all__ = sorted([*_EXPORTS, "__version__", "exceptions"])
+__all__ = sorted([*_EXPORTS, "__version__", "actor", "exceptions", "util"])
 
 
 def __getattr__(name: str):

@@ -89,6 +89,45 @@ def info_resources(info: dict) -> dict:
     return {k: v for k, v in resources.items() if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
 
 
+# -- the decorator ------------------------------------------------------------------------
+
+
+def remote(*args, **options):
+    """Make a function a task (or a class an actor) that runs on the cluster.
+
+    Use bare (`@shoal.remote`) or with options (`@shoal.remote(num_cpus=2, num_returns=2)`).
+
+    Raises:
+        TypeError: Applied to something that is neither a function nor a class, or given
+            positional arguments besides the target.
+        ValueError: An unknown option or a bad option value.
+    """
+    if len(args) == 1 and not options and callable(args[0]):
+        return _make(args[0], {})
+    if args:
+        raise TypeError(
+            "@shoal.remote takes either a function/class or keyword options, e.g. "
+            "@shoal.remote(num_cpus=2); got positional arguments " + ", ".join(type(a).__name__ for a in args)
+        )
+
+    def decorate(target):
+        return _make(target, options)
+
+    return decorate
+
+
+def _make(target, options: dict):
+    if isinstance(target, type):
+        from .actor import ActorClass
+
+        return ActorClass(target, options)
+    if callable(target):
+        from .remote_function import RemoteFunction
+
+        return RemoteFunction(target, options)
+    raise TypeError(f"@shoal.remote expects a function or a class, got {type(target).__name__}")
+
+
 # -- init / shutdown -----------------------------------------------------------------------
 
 
@@ -279,6 +318,16 @@ def _client_for_submit() -> CoreClient:
         init()
         session = _session
     return session.client
+
+
+def _current_namespace() -> str:
+    spec = task_context.current_spec()
+    if spec is not None and spec.namespace:
+        return spec.namespace
+    session = _session
+    if session is not None and session.namespace:
+        return session.namespace
+    return task_context.process.namespace or "default"
 
 
 def _next_task_id() -> bytes:

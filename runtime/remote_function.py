@@ -156,6 +156,7 @@ def build_task(client, function_id: bytes, prepared: dict, args: tuple, kwargs: 
         prepared["env_vars"],
         prepared["strategy"],
         contained,
+        namespace=api._current_namespace(),
     )
     refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "big")) for i in range(prepared["num_returns"])]
     return spec, refs, keep_alive

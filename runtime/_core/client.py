@@ -30,6 +30,14 @@ from .protocol import TaskResult, TaskSpec
 logger = logging.getLogger(__name__)
 
 
+_REPLIES = (
+    protocol.AllocateObjectReply,
+    protocol.ClusterInfoReply,
+    protocol.ActorReply,
+    protocol.ListActorsReply,
+)
+
+
 class _Reply:
     __slots__ = ("event", "value")
 
@@ -223,7 +231,7 @@ class CoreClient:
             self.functions.update(message.functions)
             for task in message.tasks:
                 self.inbox.put(task)
-        elif kind is protocol.AllocateObjectReply or kind is protocol.ClusterInfoReply:
+        elif kind in _REPLIES:
             self._resolve(message.request_id, message)
         elif kind is protocol.RegisterClientReply:
             self._resolve(-1, message)

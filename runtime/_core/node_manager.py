@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from . import config, lifecycle, protocol
+from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .control_store import ControlStore
 from .object_directory import FreeActions, ObjectDirectory
@@ -91,6 +92,7 @@ class NodeManagerService:
         self.store = ArenaStore(int(options["object_store_bytes"]), os.path.join(self.session_dir, "spill"))
         self.running = True
         self.dump_requested = False
+        self.actors = ActorManager(self)
         self._handlers = {
             protocol.RegisterClient: self._on_register,
             protocol.SubmitTasks: self._on_submit,
@@ -105,7 +107,11 @@ class NodeManagerService:
             protocol.PublishLogs: self._on_logs,
             protocol.ClusterInfoRequest: self._on_cluster_info,
             protocol.Disconnect: self._on_disconnect,
-            protocol.CancelPending: self._on_cancel_pending,
+            protocol.CreateActor: lambda client_id, message: self.actors.create(client_id, message),
+            protocol.GetActor: lambda client_id, message: self.actors.get(client_id, message),
+            protocol.KillActor: lambda client_id, message: self.actors.kill(message.actor_id, message.no_restart),
+            protocol.ActorExited: lambda client_id, message: self.actors.exited(message.actor_id, message.reason),
+            protocol.ListActors: self._on_list_actors,
         }
 
     # -- start and stop ---------------------------------------------------------------------
@@ -304,6 +310,10 @@ class NodeManagerService:
         if worker_id is None:
             return
         self.worker_pids.pop(worker_id, None)
+        if self.actors.worker_exited(worker_id, pid, code):
+            self.scheduler.remove_worker(worker_id)
+            self._client_gone(worker_id)
+            return
         if worker_id not in self.clients:
             # Died before registering.
             self.scheduler.worker_start_failed()
@@ -327,16 +337,17 @@ class NodeManagerService:
 
     def _on_register(self, client_id: bytes, message: protocol.RegisterClient) -> None:
         self.clients[client_id] = ClientRecord(client_id, message.kind, message.pid, started_at=time.time())
-        if message.kind == "worker":
-            self.scheduler.add_worker(client_id, time.monotonic())
-        else:
-            self.control.add_job(client_id.hex(), message.pid, message.namespace)
         self._send(
             client_id,
             protocol.RegisterClientReply(
                 self.node_id, self.session_dir, list(self.store.arena.describe()), self.resources, self.node_ip
             ),
         )
+        if message.kind == "worker":
+            if not self.actors.worker_registered(client_id):
+                self.scheduler.add_worker(client_id, time.monotonic())
+        else:
+            self.control.add_job(client_id.hex(), message.pid, message.namespace)
 
     def _on_disconnect(self, client_id: bytes, message: protocol.Disconnect) -> None:
         self._client_gone(client_id)
@@ -345,6 +356,7 @@ class NodeManagerService:
         record = self.clients.pop(client_id, None)
         if record is not None and record.kind == "driver":
             self.control.finish_job(client_id.hex())
+            self.actors.owner_gone(client_id)
             # Tasks a departed driver owns are no longer wanted.
             for task in list(self.tasks.values()):
                 if task.spec.owner_id == client_id and task.state in (WAITING, QUEUED):
@@ -369,20 +381,32 @@ class NodeManagerService:
                     parent.children.append(spec.task_id)
             held = list(spec.arg_refs) + list(spec.contained or ())
             self.objects.hold(held)
+            if spec.actor_id is not None and not self.actors.submit(record):
+                continue
             if self.objects.wait_for_args(spec.task_id, spec.arg_refs):
                 self._make_ready(record)
 
     def _make_ready(self, record: TaskRecord) -> None:
         record.state = QUEUED
-        self.scheduler.enqueue(record.spec.task_id, record.spec.resources, record.spec.function_id)
+        if record.spec.actor_id is not None:
+            self.actors.pump(record.spec.actor_id)
+        else:
+            self.scheduler.enqueue(record.spec.task_id, record.spec.resources, record.spec.function_id)
 
     def _requeue(self, record: TaskRecord) -> None:
         spec = record.spec
         record.spec = TaskSpec(**{name: getattr(spec, name) for name in spec.FIELDS} | {"attempt": spec.attempt + 1})
         record.worker_id = None
-        self._make_ready(record)
+        if spec.actor_id is not None:
+            record.state = QUEUED
+            self.actors.requeue_front(record)
+            self.actors.pump(spec.actor_id)
+        else:
+            self._make_ready(record)
 
     def _schedule(self) -> None:
+        if self.actors.pending:
+            self.actors.place_pending()
         dispatches, to_start = self.scheduler.schedule(time.monotonic())
         for worker_id, task_ids in dispatches:
             self._dispatch(worker_id, task_ids)
@@ -423,6 +447,34 @@ class NodeManagerService:
         if execs:
             self._send(worker_id, protocol.ExecuteTasks(execs, functions))
 
+    def _send_to_worker(self, worker_id: bytes, spec: TaskSpec, record: TaskRecord | None = None) -> None:
+        """Send one actor call (or an actor's constructor) with its arguments resolved."""
+        values = []
+        for object_id in spec.arg_refs:
+            entry = self.objects.get(object_id)
+            if entry.value.is_error and record is not None:
+                self._release_delivered(worker_id, values)
+                self.actors.task_done(record)
+                self._finish_with_values(record, [entry.value] * spec.num_returns, copy_from_error=True)
+                return
+            values.append(self._deliverable(worker_id, entry))
+        if record is not None:
+            record.state = RUNNING
+            record.worker_id = worker_id
+        client = self.clients.get(worker_id)
+        functions = {}
+        if client is not None and spec.function_id and spec.function_id not in client.functions_seen:
+            client.functions_seen.add(spec.function_id)
+            functions[spec.function_id] = self.functions.get(spec.function_id, b"")
+        slot = self.scheduler.workers.get(worker_id)
+        self._send(worker_id, protocol.ExecuteTasks([protocol.TaskExec(spec, values, slot.gpu_ids if slot else [])], functions))
+
+    def make_error_value(self, kind: str, spec: TaskSpec | None, details: dict | None) -> ObjectValue:
+        return error_value(kind, spec, details)
+
+    def _on_list_actors(self, client_id: bytes, message: protocol.ListActors) -> None:
+        self._send(client_id, protocol.ListActorsReply(message.request_id, self.actors.listing(message.namespace)))
+
     def _deliverable(self, client_id: bytes, entry) -> ObjectValue:
         """The value to send to a client; arena objects are restored if spilled and pinned."""
         value = entry.value
@@ -441,6 +493,10 @@ class NodeManagerService:
     def _on_tasks_done(self, client_id: bytes, message: protocol.TasksDone) -> None:
         now = time.monotonic()
         for result in message.results:
+            actor_id = self.actors.creation_tasks.get(result.task_id)
+            if actor_id is not None:
+                self.actors.creation_done(actor_id, result)
+                continue
             self.scheduler.task_finished(client_id, result.task_id, result.duration_s, now)
             record = self.tasks.get(result.task_id)
             if record is None or record.state == DONE:
@@ -461,6 +517,8 @@ class NodeManagerService:
     def _finish_with_values(self, record: TaskRecord, values: list, copy_from_error: bool = False) -> None:
         spec = record.spec
         record.state = DONE
+        if spec.actor_id is not None:
+            self.actors.task_done(record)
         owner = spec.owner_id
         returns = []
         for index, value in enumerate(values):
@@ -525,9 +583,6 @@ class NodeManagerService:
             else:
                 self._send(record.worker_id, protocol.CancelRunning(task_id))
 
-    def _on_cancel_pending(self, client_id: bytes, message: protocol.CancelPending) -> None:
-        pass
-
     def _on_logs(self, client_id: bytes, message: protocol.PublishLogs) -> None:
         by_owner: dict[bytes, list] = {}
         for entry in message.records:
@@ -551,6 +606,8 @@ class NodeManagerService:
             waiting = self.tasks.get(task_id)
             if waiting is not None and waiting.state == WAITING:
                 self._make_ready(waiting)
+            elif waiting is None:
+                self.actors.creation_args_ready(task_id)
         entry = self.objects.get(value.object_id)
         if entry is None:
             return
@@ -592,6 +649,8 @@ class NodeManagerService:
         if actions.arena_offsets or actions.spill_paths:
             self.store.free_offsets(actions.arena_offsets)
             self.store.delete_spilled(actions.spill_paths)
+        if actions.freed_ids:
+            self.actors.handles_released(actions.freed_ids)
 
     def _on_cluster_info(self, client_id: bytes, message: protocol.ClusterInfoRequest) -> None:
         available = self.scheduler.available_dict()

@@ -127,6 +127,9 @@ class TaskSpec:
     strategy: list | None  # ["SPREAD"], ["NODE_AFFINITY", node_id_hex, soft], None = default
     contained: list  # refs nested inside the args (pinned while the task lives)
     attempt: int = 0
+    actor_id: bytes | None = None  # method calls and actor creation: the actor
+    actor_creation: dict | None = None  # creation only: how the worker hosts the actor
+    namespace: str | None = None  # the submitting job's namespace, for named actors
 
 
 @record(3)
@@ -237,11 +240,56 @@ class Disconnect:
     reason: str = ""
 
 
-@record(23)
-class CancelPending:
-    """Worker -> node manager: a queued task was dropped because it was cancelled."""
+@record(24)
+class ActorSpec:
+    """Everything needed to (re)create an actor; kept by the node manager for restarts."""
 
-    task_id: bytes
+    actor_id: bytes
+    owner_id: bytes
+    creation: TaskSpec  # the constructor call (function_id is the class definition)
+    placement: dict  # resources needed to place it
+    lifetime: dict  # resources held while it runs
+    name: str | None
+    namespace: str
+    detached: bool
+    max_restarts: int
+    max_task_retries: int
+    class_name: str
+    handle_meta: bytes  # pickled method table, so get_actor can build a handle
+
+
+@record(25)
+class CreateActor:
+    request_id: int  # 0: no reply wanted
+    spec: ActorSpec
+    get_if_exists: bool
+
+
+@record(26)
+class GetActor:
+    request_id: int
+    name: str
+    namespace: str
+
+
+@record(27)
+class KillActor:
+    actor_id: bytes
+    no_restart: bool
+
+
+@record(28)
+class ActorExited:
+    """Worker -> node manager: the actor called exit_actor()."""
+
+    actor_id: bytes
+    reason: str
+
+
+@record(29)
+class ListActors:
+    request_id: int
+    namespace: str | None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,3 +340,19 @@ class ClusterInfoReply:
 @record(46)
 class ShuttingDown:
     reason: str = ""
+
+
+@record(47)
+class ActorReply:
+    """Answer to CreateActor (named) and GetActor."""
+
+    request_id: int
+    actor_id: bytes | None
+    handle_meta: bytes | None
+    error: str | None  # "exists", "missing" or a message
+
+
+@record(48)
+class ListActorsReply:
+    request_id: int
+    actors: list  # dicts: actor_id, class_name, name, namespace, state, pid

@@ -91,6 +91,40 @@ class SchedulerState:
         self.starting = max(0, self.starting - 1)
         self.workers[worker_id] = WorkerSlot(worker_id, idle_since=now)
 
+    # -- dedicated workers (actors) --------------------------------------------------------
+
+    def reserve(self, resources: dict) -> tuple[Shape, list, int] | None:
+        """Take resources for an actor; returns (shape, gpu ids, gpu share) or None."""
+        shape = to_shape(resources)
+        if not fits(self.available, shape) or not self._gpus_fit(shape):
+            return None
+        acquire(self.available, shape)
+        holder = WorkerSlot(b"")
+        self._assign_gpus(holder, shape)
+        return shape, holder.gpu_ids, holder.gpu_share
+
+    def cancel_reservation(self, reservation: tuple[Shape, list, int]) -> None:
+        shape, gpu_ids, share = reservation
+        release(self.available, shape)
+        self._release_gpus(WorkerSlot(b"", gpu_ids=list(gpu_ids), gpu_share=share))
+
+    def add_dedicated_worker(self, worker_id: bytes, reservation: tuple[Shape, list, int], now: float) -> None:
+        shape, gpu_ids, share = reservation
+        self.workers[worker_id] = WorkerSlot(
+            worker_id, grant=shape, dedicated=True, idle_since=now, gpu_ids=list(gpu_ids), gpu_share=share
+        )
+
+    def resize_grant(self, worker_id: bytes, resources: dict) -> None:
+        """An actor placed with one shape holds another while it runs (Ray: 1 CPU, then 0)."""
+        slot = self.workers.get(worker_id)
+        if slot is None:
+            return
+        shape = to_shape(resources)
+        if slot.grant is not None:
+            release(self.available, slot.grant)
+        acquire(self.available, shape)
+        slot.grant = shape
+
     def remove_worker(self, worker_id: bytes) -> list[bytes]:
         """Forget a dead worker; returns the ids of tasks it had been given."""
         slot = self.workers.pop(worker_id, None)

@@ -21,6 +21,10 @@ def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseEx
             details.get("pid"), exitcode=details.get("exitcode"), signal_number=None, last_task=name
         )
         return exceptions.WorkerCrashedError(message)
+    if kind == "actor_died":
+        return exceptions.ActorDiedError(details.get("message"), actor_id=details.get("actor_id"))
+    if kind == "actor_unavailable":
+        return exceptions.ActorUnavailableError(details.get("message"), actor_id=details.get("actor_id"))
     if kind == "store_full":
         return exceptions.ObjectStoreFullError(details.get("message", "object store full"))
     return exceptions.RaySystemError(f"{kind}: {details}")

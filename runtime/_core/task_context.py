@@ -1,14 +1,15 @@
-"""What the current thread is running: the task, its resources, its resolved arguments.
+"""What the current thread or coroutine is running: the task, its GPUs, its resolved arguments.
 
 Set by the worker's executor around each task; read by the public API (get_runtime_context,
-get_gpu_ids, and get() on a value that arrived as a resolved top-level ref argument).
+get_gpu_ids, and get() on a value that arrived as a resolved top-level ref argument). A
+context variable, so threaded and async actors keep one value per running call.
 """
 
 from __future__ import annotations
 
-import threading
+import contextvars
 
-_local = threading.local()
+_current: contextvars.ContextVar = contextvars.ContextVar("shoal_task", default=(None, (), frozenset()))
 
 
 class ProcessInfo:
@@ -18,6 +19,9 @@ class ProcessInfo:
     job_id: str | None = None
     namespace: str | None = None
     actor_id: bytes | None = None
+    actor_name: str | None = None
+    actor_restarted = False
+    actor_handle = None
     executor = None
 
 
@@ -25,24 +29,20 @@ process = ProcessInfo()
 
 
 def set_current(spec, gpu_ids: list, resolved_ids: set) -> None:
-    _local.spec = spec
-    _local.gpu_ids = gpu_ids
-    _local.resolved_ids = resolved_ids
+    _current.set((spec, tuple(gpu_ids), frozenset(resolved_ids)))
 
 
 def clear_current() -> None:
-    _local.spec = None
-    _local.gpu_ids = []
-    _local.resolved_ids = set()
+    _current.set((None, (), frozenset()))
 
 
 def current_spec():
-    return getattr(_local, "spec", None)
+    return _current.get()[0]
 
 
 def current_gpu_ids() -> list:
-    return getattr(_local, "gpu_ids", [])
+    return list(_current.get()[1])
 
 
 def arrived_as_argument(value) -> bool:
-    return id(value) in getattr(_local, "resolved_ids", ())
+    return id(value) in _current.get()[2]

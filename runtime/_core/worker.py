@@ -24,6 +24,10 @@ from .protocol import LogRecord, ObjectValue, TaskExec, TaskResult
 from .task_args import fill_refs
 
 
+class ActorExitRequest(SystemExit):
+    """Raised by exit_actor() in a sync actor; ends the actor after the current call."""
+
+
 class TaskOutput(io.TextIOBase):
     """sys.stdout/sys.stderr of a worker: text written during a task goes to its owner."""
 
@@ -70,6 +74,9 @@ class Executor:
         self.cancel_target: bytes | None = None
         self.cancelled_queued: set[bytes] = set()
         self.main_thread = threading.main_thread()
+        self.actor_instance = None
+        self.actor_host = None
+        self.exit_requested = False
         client.on_cancel = self.cancel
         client.on_block = self.on_block
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
@@ -78,6 +85,8 @@ class Executor:
 
     def cancel(self, task_id: bytes) -> None:
         """Called on the I/O thread."""
+        if self.actor_host is not None and self.actor_host.cancel(task_id):
+            return
         current = self.current
         if current is not None and current.spec.task_id == task_id:
             self.cancel_target = task_id
@@ -104,6 +113,8 @@ class Executor:
         """get()/wait() inside a task: lend the CPU back and hand back queued tasks."""
         if self.current is None or threading.current_thread() is not self.main_thread:
             return
+        if task_context.process.actor_id is not None:
+            return  # an actor's worker is its own; its calls cannot move elsewhere
         returned = []
         if blocked:
             while True:
@@ -168,19 +179,37 @@ class Executor:
 
     def execute(self, task: TaskExec) -> None:
         spec = task.spec
-        self.current = task
+        if spec.actor_creation is not None:
+            self._create_actor(task)
+        elif spec.actor_id is not None and self.actor_host is not None and self.actor_host.concurrent:
+            self.actor_host.submit(task)
+        else:
+            self.run_task(task, main_thread=True)
+
+    def _target(self, spec):
+        if spec.actor_id is not None:
+            if self.actor_instance is None:
+                raise RuntimeError("this worker hosts no actor")
+            return getattr(self.actor_instance, spec.function_name)
+        return self._load(spec.function_id)
+
+    def run_task(self, task: TaskExec, main_thread: bool = False) -> None:
+        """Run one task or actor call to completion in this thread and report it."""
+        spec = task.spec
+        if main_thread:
+            self.current = task
         started = time.perf_counter()
         retriable = False
         saved_env = None
         try:
             try:
-                function = self._load(spec.function_id)
+                target = self._target(spec)
                 args, kwargs, resolved = self._resolve_args(task)
                 task_context.set_current(spec, task.gpu_ids, {id(v) for v in resolved})
                 saved_env = self._apply_env(spec, task.gpu_ids)
-                self.in_user_code = True
+                self.in_user_code = main_thread
                 try:
-                    result = function(*args, **kwargs)
+                    result = target(*args, **kwargs)
                 finally:
                     self.in_user_code = False
                 del args, kwargs, resolved
@@ -188,16 +217,78 @@ class Executor:
                 del result
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the owner
                 self.in_user_code = False
-                values, retriable = self._failure(spec, exc)
+                values, retriable = self.failure_values(spec, exc)
         finally:
-            self.cancel_target = None
+            if main_thread:
+                self.cancel_target = None
             if saved_env is not None:
                 self._restore_env(saved_env)
             sys.stdout.flush()
             sys.stderr.flush()
             task_context.clear_current()
-            self.current = None
+            if main_thread:
+                self.current = None
         self.client.finish_task(TaskResult(spec.task_id, values, retriable, time.perf_counter() - started))
+        if self.exit_requested:
+            self.stop_actor_process()
+
+    def failure_values(self, spec, exc: BaseException):
+        from ..exceptions import ActorDiedError, AsyncioActorExit
+
+        if isinstance(exc, (AsyncioActorExit, ActorExitRequest)):
+            self.request_exit("The actor called exit_actor().")
+            error = ActorDiedError("The actor exited intentionally (exit_actor()).", actor_id=spec.actor_id.hex() if spec.actor_id else None)
+            return [self._error_value(spec, error, index) for index in range(spec.num_returns)], False
+        return self._failure(spec, exc)
+
+    # -- actors -------------------------------------------------------------------------------
+
+    def _create_actor(self, task: TaskExec) -> None:
+        from ..exceptions import ActorDiedError, RayTaskError
+
+        spec = task.spec
+        options = spec.actor_creation
+        error = None
+        try:
+            cls = self._load(spec.function_id)
+            args, kwargs, resolved = self._resolve_args(task)
+            task_context.process.actor_id = spec.actor_id
+            task_context.process.actor_name = options.get("name")
+            task_context.process.actor_restarted = bool(options.get("restarted"))
+            task_context.set_current(spec, task.gpu_ids, {id(v) for v in resolved})
+            self._apply_env(spec, task.gpu_ids)  # kept for the actor's life
+            self.current = task
+            self.in_user_code = True
+            try:
+                instance = cls.__new__(cls)
+                instance.__init__(*args, **kwargs)
+            finally:
+                self.in_user_code = False
+                self.current = None
+            self.actor_instance = instance
+            from .actor_host import ActorHost
+
+            self.actor_host = ActorHost(self, options)
+        except BaseException as exc:  # noqa: BLE001
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            cause = RayTaskError(f"{options.get('class_name', 'Actor')}.__init__", text, exc, pid=os.getpid(), ip=self.client.node_info.node_ip)
+            error = ActorDiedError(cause, actor_id=spec.actor_id.hex(), class_name=options.get("class_name"), name=options.get("name"))
+        finally:
+            task_context.clear_current()
+        values = [self._error_value(spec, error, 0)] if error is not None else [ObjectValue(spec.task_id + b"\x00\x00\x00\x01", serialization.serialize(None).to_bytes(), -1, 0, False, [])]
+        self.client.finish_task(TaskResult(spec.task_id, values, False, 0.0))
+
+    def request_exit(self, reason: str) -> None:
+        from .protocol import ActorExited
+
+        if not self.exit_requested and task_context.process.actor_id is not None:
+            self.exit_requested = True
+            self.client.send(ActorExited(task_context.process.actor_id, reason))
+
+    def stop_actor_process(self) -> None:
+        """exit_actor(): let the queued messages go out, then end the process."""
+        self.client.close()
+        os._exit(0)
 
     def _failure(self, spec, exc: BaseException):
         from ..exceptions import RayTaskError, TaskCancelledError

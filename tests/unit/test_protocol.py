@@ -12,13 +12,20 @@ from shoal._core import protocol
 from shoal._core.protocol import (
     AllocateObject,
     AllocateObjectReply,
-    CancelPending,
     CancelRunning,
     CancelTask,
     ClusterInfoReply,
     ClusterInfoRequest,
+    ActorExited,
+    ActorReply,
+    ActorSpec,
+    CreateActor,
     Disconnect,
     ExecuteTasks,
+    GetActor,
+    KillActor,
+    ListActors,
+    ListActorsReply,
     ExportFunction,
     GetObjects,
     LogRecord,
@@ -72,6 +79,21 @@ _INLINE = ObjectValue(OBJECT_ID, b"\x00inline\xff", contained=[b"\x04" * 20])
 _IN_ARENA = ObjectValue(b"\x05" * 20, None, shm_offset=4096, shm_size=1 << 20, is_error=False)
 _ERROR = ObjectValue(b"\x06" * 20, b"err", is_error=True)
 
+_ACTOR_SPEC = ActorSpec(
+    b"\x0b" * 16,
+    OWNER_ID,
+    _task_spec(actor_id=b"\x0b" * 16, actor_creation={"class_name": "C", "max_concurrency": 4}, namespace="ns"),
+    {"CPU": 1.0},
+    {},
+    "counter",
+    "ns",
+    True,
+    -1,
+    2,
+    "C",
+    b"\x80\x05meta",
+)
+
 SAMPLES = [
     _INLINE,
     _IN_ARENA,
@@ -100,7 +122,6 @@ SAMPLES = [
     ClusterInfoRequest(2**31),
     Disconnect("bye"),
     Disconnect(),
-    CancelPending(TASK_ID),
     RegisterClientReply(b"\x0a" * 28, "/tmp/shoal/session_x", [1000, 7, 1 << 30], {"CPU": 8.0, "GPU": 2.0}, "10.0.0.1"),
     ObjectsReady([_INLINE, _IN_ARENA, _ERROR]),
     ExecuteTasks([TaskExec(_task_spec(), [_INLINE], []), TaskExec(_task_spec(attempt=0), [], [1])],
@@ -111,6 +132,16 @@ SAMPLES = [
     ClusterInfoReply(1, [{"NodeID": "ab", "Alive": True, "Resources": {"CPU": 2.0}}],
                      {"CPU": 2.0}, {"CPU": 1.5}, [{"pid": 1, "worker_id": "cd", "idle": None}]),
     ShuttingDown("node manager exiting"),
+    _ACTOR_SPEC,
+    CreateActor(3, _ACTOR_SPEC, True),
+    CreateActor(0, _ACTOR_SPEC, False),
+    GetActor(4, "counter", "ns"),
+    KillActor(b"\x0b" * 16, True),
+    ActorExited(b"\x0b" * 16, "exit_actor()"),
+    ListActors(5, None),
+    ActorReply(3, b"\x0b" * 16, b"meta", None),
+    ActorReply(4, None, None, "missing"),
+    ListActorsReply(5, [{"actor_id": "0b" * 16, "state": "ALIVE", "pid": 12}]),
 ]
 
 
