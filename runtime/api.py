@@ -20,6 +20,7 @@ from ._core import client as client_module
 from ._core import config, node_launcher, object_io, serialization, task_context
 from ._core.client import CoreClient
 from ._core.ids import TaskIDFactory
+from ._core.local_objects import PinnedLocation
 from ._core.protocol import CancelTask, ClusterInfoRequest, PutObjects
 from .object_ref import ObjectRef
 
@@ -341,8 +342,8 @@ def _put_serialized(client: CoreClient, serialized) -> ObjectRef:
     object_id = _task_ids.next() + b"\x00\x00\x00\x00"
     ref = ObjectRef(object_id)
     value = object_io.store_serialized(client, object_id, serialized, config.INLINE_OBJECT_MAX_BYTES)
-    if value.data is not None:
-        client.objects.put_local(value)
+    # The node manager pins an arena object for its putter, so the putter's get is local.
+    client.objects.put_local(value, pinned=value.data is None)
     client.send(PutObjects([value]))
     return ref
 
@@ -423,7 +424,11 @@ def get(object_refs, *, timeout: float | None = None):
         raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s.")
     results = []
     for value in values:
-        result = object_io.materialize(client, value)
+        if type(value) is PinnedLocation:
+            result = object_io.materialize_location(client, value)
+            value = value.value
+        else:
+            result = object_io.materialize(client, value)
         if value.is_error:
             if isinstance(result, exceptions.RayTaskError):
                 raise result.as_instanceof_cause()

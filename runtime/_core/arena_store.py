@@ -44,7 +44,7 @@ class ArenaStore:
         return self._spill
 
     def allocate(self, client_id: bytes, size_bytes: int, objects: ObjectDirectory) -> tuple[int, FreeActions, str | None]:
-        """Returns (offset or -1, frees to apply, error message)."""
+        """Returns (offset or -1, frees to apply, error message); error None with -1: full."""
         if size_bytes > self.capacity_bytes:
             return -1, FreeActions(), (
                 f"object of {size_bytes} bytes is larger than the object store "
@@ -52,11 +52,7 @@ class ArenaStore:
             )
         offset = self._allocate_spilling(size_bytes, objects)
         if offset is None:
-            return -1, FreeActions(), (
-                f"the object store is full: {size_bytes} bytes requested, "
-                f"{self.allocator.free_bytes} free of {self.capacity_bytes}, and every stored "
-                "object is in use by a reader so none could be spilled"
-            )
+            return -1, FreeActions(), None
         self.unsealed[offset] = client_id
         return offset, FreeActions(), None
 
@@ -72,6 +68,13 @@ class ArenaStore:
             if offset is not None:
                 return offset
         return None
+
+    def full_message(self, size_bytes: int) -> str:
+        return (
+            f"the object store is full: {size_bytes} bytes requested, {self.allocator.free_bytes} "
+            f"free of {self.capacity_bytes}, and every stored object is in use by a reader, so "
+            "none could be spilled"
+        )
 
     def _spill_one(self, entry: ObjectEntry, objects: ObjectDirectory) -> None:
         value = entry.value
@@ -96,6 +99,11 @@ class ArenaStore:
         entry.spill_path = None
         objects.mark_restored(entry, offset)
         return FreeActions()
+
+    def read_spilled(self, entry: ObjectEntry) -> bytes:
+        """A spilled object's bytes, for a reader when the arena has no room to restore it."""
+        with open(entry.spill_path, "rb") as handle:
+            return handle.read()
 
     def sealed(self, value: ObjectValue) -> None:
         if value.data is None and value.shm_offset >= 0:

@@ -235,6 +235,8 @@ class CoreClient:
             self._resolve(message.request_id, message)
         elif kind is protocol.RegisterClientReply:
             self._resolve(-1, message)
+        elif kind is protocol.RevokePins:
+            self.objects.revoke(message.object_ids)
         elif kind is protocol.CancelRunning:
             if self.on_cancel is not None:
                 self.on_cancel(message.task_id)

@@ -40,6 +40,7 @@ class RuntimeConfig:
     log_flush_interval_s: float = 0.05
     parent_check_interval_s: float = 0.5
     shutdown_timeout_s: float = 5.0
+    allocation_wait_s: float = 5.0  # how long a put waits for readers to release the store
     prestart_workers: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -53,6 +54,7 @@ def load_config() -> RuntimeConfig:
         pipeline_depth=_env_int("SHOAL_PIPELINE_DEPTH", 32),
         log_flush_interval_s=_env_float("SHOAL_LOG_FLUSH_INTERVAL_S", 0.05),
         shutdown_timeout_s=_env_float("SHOAL_SHUTDOWN_TIMEOUT_S", 5.0),
+        allocation_wait_s=_env_float("SHOAL_ALLOCATION_WAIT_S", 5.0),
     )
 
 

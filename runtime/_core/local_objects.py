@@ -1,16 +1,16 @@
-"""A process's view of the objects it uses: cached small values, arena deliveries, waiters.
+"""A process's view of the objects it uses: cached values, pinned arena locations, waiters.
 
 Shared between the user's threads (get, wait) and the client's I/O thread (arrivals), under
-one condition variable. Arena locations are only ever used while pinned: each delivery from
-the node manager carries one pin, which the reader hands back when the last array built on
-that memory is gone. Locations are not cached, so unpinned objects can be spilled.
+one condition variable. Arena memory is read only through a location this process holds a
+pin on. A location is cached (one pin per object) while the process holds a reference to the
+object or an array built on it is alive, so repeated gets cost no round trip. The node
+manager may ask for pins back (to spill); a pin is handed back as soon as no array uses it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 
 from .protocol import ObjectValue
 
@@ -25,17 +25,29 @@ def is_delivery(value: ObjectValue) -> bool:
     return value.data is None and value.shm_offset >= 0
 
 
+class PinnedLocation:
+    __slots__ = ("value", "views", "give_back")
+
+    def __init__(self, value: ObjectValue):
+        self.value = value
+        self.views = 0  # arrays (read views) alive on this memory
+        self.give_back = False  # hand the pin back once views reach zero
+
+
 class LocalObjects:
     def __init__(self) -> None:
         self.cond = threading.Condition(threading.Lock())
         self.values: dict[bytes, ObjectValue] = {}  # inline values, errors, arena markers
-        self.deliveries: dict[bytes, deque] = {}  # pinned arena locations not yet consumed
-        self.needs: dict[bytes, int] = {}  # getters that will consume a delivery
+        self.locations: dict[bytes, PinnedLocation] = {}  # pinned arena locations
+        self.getters: dict[bytes, int] = {}  # threads waiting in get for an object
         self.expected: set[bytes] = set()  # returns of tasks this process submitted
-        self.requested: set[bytes] = set()  # subscribed at the node manager
+        self.requested: set[bytes] = set()  # asked of the node manager, answer pending
         self.released_pins: list[bytes] = []  # pins to hand back on the next flush
         self.local_refs: dict[bytes, int] = {}  # maintained by the I/O thread only
         self.closed_reason: str | None = None
+
+    def _wanted(self, object_id: bytes) -> bool:
+        return object_id in self.local_refs or bool(self.getters.get(object_id))
 
     # -- called by the I/O thread ---------------------------------------------------------
 
@@ -46,20 +58,34 @@ class LocalObjects:
                 self.expected.discard(object_id)
                 self.requested.discard(object_id)
                 if is_delivery(value):
-                    queue = self.deliveries.setdefault(object_id, deque())
-                    if len(queue) < self.needs.get(object_id, 0):
-                        queue.append(value)
-                    else:
-                        self.released_pins.append(object_id)
-                        if not queue:
-                            del self.deliveries[object_id]
-                    if object_id not in self.values:
-                        self.values[object_id] = ObjectValue(
-                            object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained
-                        )
-                elif object_id in self.local_refs or self.needs.get(object_id):
+                    self._take_pin(value)
+                elif self._wanted(object_id):
                     self.values[object_id] = value
             self.cond.notify_all()
+
+    def _take_pin(self, value: ObjectValue) -> None:
+        object_id = value.object_id
+        current = self.locations.get(object_id)
+        if (current is not None and not current.give_back) or not self._wanted(object_id):
+            self.released_pins.append(object_id)  # a duplicate, or nobody here wants it
+        else:
+            # A location being given back stays pinned for the arrays still on it.
+            self.locations[object_id] = PinnedLocation(value)
+        if object_id not in self.values and self._wanted(object_id):
+            self.values[object_id] = ObjectValue(object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained)
+
+    def revoke(self, object_ids: list) -> None:
+        """The node manager wants these pins back (to spill the objects)."""
+        with self.cond:
+            for object_id in object_ids:
+                location = self.locations.get(object_id)
+                if location is None:
+                    continue
+                if location.views:
+                    location.give_back = True
+                else:
+                    del self.locations[object_id]
+                    self.released_pins.append(object_id)
 
     def apply_ref_events(self, events: list) -> tuple[dict, dict]:
         """Fold +1/-1 events into local counts.
@@ -87,13 +113,17 @@ class LocalObjects:
         if evicted:
             with self.cond:
                 for object_id in evicted:
-                    if object_id in refs or self.needs.get(object_id):
+                    if object_id in refs or self.getters.get(object_id):
                         continue
                     self.values.pop(object_id, None)
                     self.expected.discard(object_id)
-                    queue = self.deliveries.pop(object_id, None)
-                    if queue:
-                        self.released_pins.extend(object_id for _ in queue)
+                    location = self.locations.get(object_id)
+                    if location is not None:
+                        if location.views:
+                            location.give_back = True
+                        else:
+                            del self.locations[object_id]
+                            self.released_pins.append(object_id)
         return increments, decrements
 
     def take_released_pins(self) -> list:
@@ -108,27 +138,53 @@ class LocalObjects:
 
     # -- called by user threads -----------------------------------------------------------
 
-    def put_local(self, value: ObjectValue) -> None:
+    def put_local(self, value: ObjectValue, pinned: bool = False) -> None:
+        """Record a value this process stored; `pinned` when the node manager pins it for us."""
         with self.cond:
-            self.values[value.object_id] = value
+            if pinned:
+                self.locations[value.object_id] = PinnedLocation(value)
+                self.values[value.object_id] = ObjectValue(
+                    value.object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained
+                )
+            else:
+                self.values[value.object_id] = value
 
     def expect(self, object_ids) -> None:
         with self.cond:
             self.expected.update(object_ids)
 
-    def collect(self, object_ids: list, timeout_s: float | None, request, on_block) -> list | None:
-        """Wait until every id is usable; returns ObjectValues (inline or pinned deliveries).
+    def view_released(self, location: PinnedLocation) -> None:
+        """An array on a pinned location is gone (any thread, maybe the garbage collector)."""
+        object_id = location.value.object_id
+        with self.cond:
+            location.views -= 1
+            if location.views > 0:
+                return
+            current = self.locations.get(object_id) is location
+            if current and not location.give_back and object_id in self.local_refs:
+                return  # stays cached for the next get
+            if current:
+                del self.locations[object_id]
+            self.released_pins.append(object_id)
 
-        `request(ids)` asks the node manager for values; `on_block(bool)` is told when this
-        thread starts and stops waiting. Returns None on timeout.
+    def collect(self, object_ids: list, timeout_s: float | None, request, on_block) -> list | None:
+        """Wait until every id is usable; returns inline ObjectValues or PinnedLocations.
+
+        Each returned PinnedLocation has had its view count raised: the caller must call
+        `view_released(location)` once when the memory is no longer used. `request(ids)` asks the node
+        manager for values; `on_block(bool)` is told when this thread starts and stops
+        waiting. Returns None on timeout.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         unique = list(dict.fromkeys(object_ids))
-        registered: set[bytes] = set()
+        registered: list[bytes] = []
         blocked = False
         cond = self.cond
         try:
             with cond:
+                for object_id in unique:
+                    self.getters[object_id] = self.getters.get(object_id, 0) + 1
+                    registered.append(object_id)
                 while True:
                     if self.closed_reason is not None:
                         raise RuntimeError(self.closed_reason)
@@ -138,21 +194,16 @@ class LocalObjects:
                         value = self.values.get(object_id)
                         if value is not None and value.data is not None:
                             continue
-                        if object_id not in registered:
-                            registered.add(object_id)
-                            self.needs[object_id] = self.needs.get(object_id, 0) + 1
-                        if value is None:
-                            if object_id not in self.expected and object_id not in self.requested:
-                                self.requested.add(object_id)
-                                to_request.append(object_id)
-                            pending = True
-                        elif not self.deliveries.get(object_id):
-                            # Shared with other getters: a delivery another thread took is
-                            # asked for again once the outstanding request has been answered.
-                            if object_id not in self.requested:
-                                self.requested.add(object_id)
-                                to_request.append(object_id)
-                            pending = True
+                        location = self.locations.get(object_id)
+                        if location is not None and not location.give_back:
+                            continue
+                        pending = True
+                        if object_id in self.requested:
+                            continue
+                        if value is None and object_id in self.expected:
+                            continue  # our own task's result is pushed to us when ready
+                        self.requested.add(object_id)
+                        to_request.append(object_id)
                     if to_request:
                         request(to_request)
                     if not pending:
@@ -173,22 +224,24 @@ class LocalObjects:
                 for object_id in unique:
                     value = self.values[object_id]
                     if value.data is None:
-                        value = self.deliveries[object_id].popleft()
-                        if not self.deliveries[object_id]:
-                            del self.deliveries[object_id]
+                        value = self.locations[object_id]
+                        value.views += 1
                     result[object_id] = value
                 return [result[object_id] for object_id in object_ids]
         finally:
             with cond:
                 for object_id in registered:
-                    left = self.needs.get(object_id, 0) - 1
+                    left = self.getters.get(object_id, 0) - 1
                     if left > 0:
-                        self.needs[object_id] = left
+                        self.getters[object_id] = left
                     else:
-                        self.needs.pop(object_id, None)
-                        queue = self.deliveries.pop(object_id, None)
-                        if queue:
-                            self.released_pins.extend(object_id for _ in queue)
+                        self.getters.pop(object_id, None)
+                        if object_id not in self.local_refs:
+                            self.values.pop(object_id, None)
+                            location = self.locations.get(object_id)
+                            if location is not None and location.views <= 0:
+                                del self.locations[object_id]
+                                self.released_pins.append(object_id)
             if blocked:
                 on_block(False)
 

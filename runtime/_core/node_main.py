@@ -28,7 +28,17 @@ def main() -> None:
     )
     from . import node_manager
 
-    node_manager.main(options, handle, template_options)
+    profile_dir = os.environ.get("SHOAL_PROFILE_DIR")
+    if not profile_dir:
+        node_manager.main(options, handle, template_options)
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(node_manager.main, options, handle, template_options)
+    finally:
+        profiler.dump_stats(os.path.join(profile_dir, f"node_manager-{os.getpid()}.prof"))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,14 @@ def materialize(client, value: ObjectValue):
     return serialization.deserialize(view)
 
 
+def materialize_location(client, location):
+    """Deserialize from a cached pinned location (see LocalObjects.collect)."""
+    value = location.value
+    objects = client.objects
+    view = client.arena.read_view(value.shm_offset, value.shm_size, lambda: objects.view_released(location))
+    return serialization.deserialize(view)
+
+
 def store_serialized(client, object_id: bytes, serialized, inline_max: int) -> ObjectValue:
     """Inline small values; write large ones into the arena."""
     if serialized.total_bytes <= inline_max:

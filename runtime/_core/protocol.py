@@ -1,8 +1,8 @@
 """Typed messages between shoal processes, and the one codec that encodes them.
 
 Every record is a frozen, slotted dataclass registered under a small integer kind. The codec
-packs a record as a msgpack ext value (kind, packed fields), so records nest (a SubmitTasks
-carries TaskSpecs). User payloads (pickled functions, arguments and values) are opaque `bytes`
+packs a record as a msgpack array [kind, field, ...] in one pass; records nest (a SubmitTasks
+carries TaskSpecs) where the record's schema says so. User payloads (pickled functions, arguments and values) are opaque `bytes`
 fields: control processes forward them and never unpickle them.
 
 Requests are verb-noun (SubmitTasks), replies `<Request>Reply`, events past tense.
@@ -10,17 +10,22 @@ Requests are verb-noun (SubmitTasks), replies `<Request>Reply`, events past tens
 
 from __future__ import annotations
 
-import threading
+import operator
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any
 
 import msgpack
 
 _REGISTRY: dict[int, type] = {}
 
 
-def record(kind: int):
-    """Register a dataclass as a wire record with a unique kind number (1..127)."""
+def record(kind: int, nested: dict | None = None):
+    """Register a dataclass as a wire record with a unique kind number.
+
+    `nested` names the fields that hold other records: `{"spec": TaskSpec}` for one record,
+    `{"values": [ObjectValue]}` for a list of them. The schema is fixed, so decoding checks
+    every nested record's kind and nesting depth is bounded by the schema itself.
+    """
 
     def wrap(cls):
         cls = dataclass(frozen=True, slots=True)(cls)
@@ -28,58 +33,71 @@ def record(kind: int):
             raise RuntimeError(f"message kind {kind} registered twice")
         cls.KIND = kind
         cls.FIELDS = tuple(f.name for f in fields(cls))
+        cls.GETTER = operator.attrgetter(*cls.FIELDS) if len(cls.FIELDS) > 1 else (lambda m, n=cls.FIELDS[0]: (getattr(m, n),))
+        schema = []
+        for name, target in (nested or {}).items():
+            many = isinstance(target, list)
+            schema.append((cls.FIELDS.index(name), target[0] if many else target, many))
+        cls.NESTED = tuple(schema)
         _REGISTRY[kind] = cls
         return cls
 
     return wrap
 
 
-def _default(value: Any) -> Any:
-    kind = getattr(value, "KIND", None)
-    if kind is None:
-        raise TypeError(f"cannot encode {type(value).__name__} in a shoal message")
-    # Records become ext values so that nested records decode back to their class.
-    packed = msgpack.packb([getattr(value, name) for name in value.FIELDS], default=_default, use_bin_type=True)
-    return msgpack.ExtType(kind, packed)
+def _to_wire(message) -> list:
+    cls = type(message)
+    values = [cls.KIND, *cls.GETTER(message)]
+    for index, _, many in cls.NESTED:
+        value = values[index + 1]
+        if value is not None:
+            values[index + 1] = [_to_wire(item) for item in value] if many else _to_wire(value)
+    return values
 
 
-_MAX_NESTING = 8  # real messages nest 3 deep (ExecuteTasks > TaskExec > TaskSpec)
-_depth = threading.local()
-
-
-def _ext_hook(kind: int, data: bytes) -> Any:
-    cls = _REGISTRY.get(kind)
+def _from_wire(values, expected: type | None = None):
+    if type(values) is not list or not values:
+        raise ValueError("malformed shoal message: a record must be a non-empty array")
+    cls = _REGISTRY.get(values[0]) if type(values[0]) is int else None
     if cls is None:
-        raise ValueError(f"unknown message kind {kind}")
-    depth = getattr(_depth, "value", 0)
-    if depth >= _MAX_NESTING:
-        raise ValueError("message records nested too deeply")
-    _depth.value = depth + 1
-    try:
-        values = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    finally:
-        _depth.value = depth
-    if not isinstance(values, list) or len(values) != len(cls.FIELDS):
-        raise ValueError(f"{cls.__name__} expects {len(cls.FIELDS)} fields")
-    return cls(*values)
+        raise ValueError(f"unknown message kind {values[0]!r}")
+    if expected is not None and cls is not expected:
+        raise ValueError(f"{expected.__name__} expected, got {cls.__name__}")
+    if len(values) != len(cls.FIELDS) + 1:
+        raise ValueError(f"{cls.__name__} expects {len(cls.FIELDS)} fields, got {len(values) - 1}")
+    args = values[1:]
+    for index, target, many in cls.NESTED:
+        value = args[index]
+        if value is None:
+            continue
+        if many:
+            if type(value) is not list:
+                raise ValueError(f"{cls.__name__}.{cls.FIELDS[index]} must be a list of records")
+            args[index] = [_from_wire(item, target) for item in value]
+        else:
+            args[index] = _from_wire(value, target)
+    return cls(*args)
 
 
 def encode(message: Any) -> bytes:
     """Encode one record to bytes."""
-    return msgpack.packb(message, default=_default, use_bin_type=True)
+    if not hasattr(type(message), "KIND"):
+        raise TypeError(f"cannot encode {type(message).__name__} as a shoal message")
+    return msgpack.packb(_to_wire(message), use_bin_type=True)
 
 
 def decode(data: bytes) -> Any:
     """Decode bytes made by `encode`; raises ValueError for anything malformed."""
     try:
-        message = msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
-    except ValueError:
-        raise
+        values = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types for garbage
         raise ValueError(f"malformed shoal message: {exc}") from None
-    if not hasattr(message, "KIND"):
-        raise ValueError(f"malformed shoal message: top level is {type(message).__name__}")
-    return message
+    try:
+        return _from_wire(values)
+    except ValueError:
+        raise
+    except Exception as exc:  # wrong field types reaching a dataclass constructor
+        raise ValueError(f"malformed shoal message: {exc}") from None
 
 
 def registered_kinds() -> dict[int, type]:
@@ -132,7 +150,7 @@ class TaskSpec:
     namespace: str | None = None  # the submitting job's namespace, for named actors
 
 
-@record(3)
+@record(3, nested={"spec": TaskSpec, "arg_values": [ObjectValue]})
 class TaskExec:
     """A task handed to a worker, with its ref arguments resolved to values."""
 
@@ -141,7 +159,7 @@ class TaskExec:
     gpu_ids: list  # GPU instances granted to the worker running this task
 
 
-@record(4)
+@record(4, nested={"returns": [ObjectValue]})
 class TaskResult:
     task_id: bytes
     returns: list  # ObjectValue per return
@@ -171,7 +189,7 @@ class RegisterClient:
     namespace: str | None = None
 
 
-@record(11)
+@record(11, nested={"specs": [TaskSpec]})
 class SubmitTasks:
     specs: list
 
@@ -182,7 +200,7 @@ class ExportFunction:
     payload: bytes
 
 
-@record(13)
+@record(13, nested={"values": [ObjectValue]})
 class PutObjects:
     values: list  # ObjectValue; the putter holds one reference to each
 
@@ -207,7 +225,7 @@ class UpdateReferences:
     aborted_offsets: list  # allocations that were never sealed
 
 
-@record(17)
+@record(17, nested={"results": [TaskResult]})
 class TasksDone:
     results: list  # TaskResult
 
@@ -225,7 +243,7 @@ class CancelTask:
     recursive: bool
 
 
-@record(20)
+@record(20, nested={"records": [LogRecord]})
 class PublishLogs:
     records: list  # LogRecord
 
@@ -240,7 +258,7 @@ class Disconnect:
     reason: str = ""
 
 
-@record(24)
+@record(24, nested={"creation": TaskSpec})
 class ActorSpec:
     """Everything needed to (re)create an actor; kept by the node manager for restarts."""
 
@@ -258,7 +276,7 @@ class ActorSpec:
     handle_meta: bytes  # pickled method table, so get_actor can build a handle
 
 
-@record(25)
+@record(25, nested={"spec": ActorSpec})
 class CreateActor:
     request_id: int  # 0: no reply wanted
     spec: ActorSpec
@@ -305,12 +323,12 @@ class RegisterClientReply:
     node_ip: str
 
 
-@record(41)
+@record(41, nested={"values": [ObjectValue]})
 class ObjectsReady:
     values: list  # ObjectValue
 
 
-@record(42)
+@record(42, nested={"tasks": [TaskExec]})
 class ExecuteTasks:
     tasks: list  # TaskExec
     functions: dict  # function id -> payload, for functions this worker has not seen
@@ -340,6 +358,13 @@ class ClusterInfoReply:
 @record(46)
 class ShuttingDown:
     reason: str = ""
+
+
+@record(49)
+class RevokePins:
+    """Node manager -> client: hand back these pins when no array uses them (to spill)."""
+
+    object_ids: list
 
 
 @record(47)

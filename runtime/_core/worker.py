@@ -394,7 +394,17 @@ def main(worker_id: bytes, options: dict) -> None:
     api._attach_worker(client)
     sys.stdout = TaskOutput(client, "stdout", sys.__stdout__)
     sys.stderr = TaskOutput(client, "stderr", sys.__stderr__)
+    profile_dir = os.environ.get("SHOAL_PROFILE_DIR")
     try:
-        executor.run()
+        if profile_dir:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            try:
+                profiler.runcall(executor.run)
+            finally:
+                profiler.dump_stats(os.path.join(profile_dir, f"worker-{os.getpid()}.prof"))
+        else:
+            executor.run()
     finally:
         client.close()

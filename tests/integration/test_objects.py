@@ -178,3 +178,37 @@ def test_get_of_resolved_argument_inside_task(small_store):
 def test_many_small_puts(small_store):
     refs = [shoal.put({"i": i}) for i in range(2000)]
     assert [v["i"] for v in shoal.get(refs)] == list(range(2000))
+
+
+def test_store_full_of_arrays_in_use_raises_after_waiting(run_script):
+    result = run_script(
+        """
+        import time
+        import numpy as np
+        import shoal
+        from shoal import exceptions
+
+        MB = 1024 * 1024
+        shoal.init(num_cpus=1, object_store_memory=64 * MB)
+        arrays = [shoal.get(shoal.put(np.ones(3 * MB))) for _ in range(2)]  # 48 MB in use
+        started = time.monotonic()
+        try:
+            shoal.put(np.ones(3 * MB))
+        except exceptions.ObjectStoreFullError as error:
+            print("full after %.1f s: %s" % (time.monotonic() - started, error))
+        del arrays
+        shoal.put(np.ones(3 * MB))  # room again once the arrays are gone
+        print("stored")
+        shoal.shutdown()
+        """,
+        env={"SHOAL_ALLOCATION_WAIT_S": "0.5"},
+    )
+    assert "full after" in result.stdout and "in use by a reader" in result.stdout
+    assert "stored" in result.stdout
+
+
+def test_repeated_get_of_large_object_is_local(small_store):
+    ref = shoal.put(np.arange(4 * MB))
+    first = shoal.get(ref)
+    second = shoal.get(ref)
+    assert first.__array_interface__["data"][0] == second.__array_interface__["data"][0]
