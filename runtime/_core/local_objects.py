@@ -165,6 +165,8 @@ class LocalObjects:
                 return  # stays cached for the next get
             if current:
                 del self.locations[object_id]
+                if object_id not in self.local_refs and not self.getters.get(object_id):
+                    self.values.pop(object_id, None)
             self.released_pins.append(object_id)
 
     def collect(self, object_ids: list, timeout_s: float | None, request, on_block) -> list | None:
@@ -237,10 +239,14 @@ class LocalObjects:
                     else:
                         self.getters.pop(object_id, None)
                         if object_id not in self.local_refs:
-                            self.values.pop(object_id, None)
+                            # The marker goes with the location; a location with live views
+                            # stays usable until view_released drops both.
                             location = self.locations.get(object_id)
-                            if location is not None and location.views <= 0:
+                            if location is None:
+                                self.values.pop(object_id, None)
+                            elif location.views <= 0:
                                 del self.locations[object_id]
+                                self.values.pop(object_id, None)
                                 self.released_pins.append(object_id)
             if blocked:
                 on_block(False)
