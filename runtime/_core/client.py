@@ -1,11 +1,16 @@
 """The core client: every shoal process's connection to its node manager.
 
-    user threads ──(deques + eventfd wake)──> shoal-io thread ──DEALER──> node manager
-         ^                                          │
-         └──────── LocalObjects (condition) <───────┘ arrivals, replies, tasks (workers)
+    any thread ──(send lock)──> send DEALER ──────────────> node manager
+                                                               │
+    shoal-io thread <── receive DEALER <───────────────────────┘ arrivals, replies, tasks
+         └──> LocalObjects (condition) / inbox ──> waiting user threads, the executor
 
-The I/O thread owns the socket. Callers never block on the network: they append to deques
-and, to wait, sleep on LocalObjects' condition. Each flush sends one multipart message:
+Two sockets: whichever thread has something to send flushes the queues itself under the send
+lock (no thread hand-off on the way out); the I/O thread owns the receive socket, and also
+flushes reference changes and released pins every few tens of milliseconds. The node manager
+sees one client: the send socket's identity is the client id plus one byte. Callers never
+block on the network: to wait, they sleep on LocalObjects' condition. Each flush sends one
+multipart message:
 reference increments first, then queued messages in order (consecutive task specs merged
 into one SubmitTasks), then decrements and released pins, so a reference is never dropped
 before a message that uses it arrives.
@@ -67,7 +72,8 @@ class CoreClient:
         self._requests: dict[int, _Reply] = {}
         self._request_ids = itertools.count(1)
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._wake_pending = False
+        self._send_lock = threading.Lock()
+        self.send_socket = None
         self._closing = False
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -75,22 +81,27 @@ class CoreClient:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    def _dealer(self, identity: bytes):
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.IDENTITY, identity)
+        socket.setsockopt(zmq.LINGER, 2000)
+        socket.setsockopt(zmq.SNDHWM, 0)
+        socket.setsockopt(zmq.RCVHWM, 0)
+        socket.setsockopt(zmq.RECONNECT_IVL, 20)
+        socket.connect(self.endpoint)
+        return socket
+
     def connect(self, timeout_s: float = 30.0) -> protocol.RegisterClientReply:
         self.context = zmq.Context(io_threads=1)
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, self.client_id)
-        self.socket.setsockopt(zmq.LINGER, 2000)
-        self.socket.setsockopt(zmq.SNDHWM, 0)
-        self.socket.setsockopt(zmq.RCVHWM, 0)
-        self.socket.setsockopt(zmq.RECONNECT_IVL, 20)
-        self.socket.connect(self.endpoint)
+        self.socket = self._dealer(self.client_id)
+        self.send_socket = self._dealer(self.client_id + b"\x01")
+        registered = self._requests[-1] = _Reply()
         self._thread = threading.Thread(target=self._run, name=f"shoal-io-{self.kind}", daemon=True)
         self._thread.start()
-        reply = self.request(
-            lambda request_id: protocol.RegisterClient(self.client_id, os.getpid(), self.kind, self.namespace),
-            timeout_s=timeout_s,
-            reply_key=-1,
-        )
+        try:
+            reply = registered.value if registered.event.wait(timeout_s) else None
+        finally:
+            self._requests.pop(-1, None)
         if reply is None:
             self.close()
             raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
@@ -107,9 +118,17 @@ class CoreClient:
         self._closed = True
         if self._thread is not None:
             self.outgoing.append(protocol.Disconnect("closed"))
+            self.flush()
             self._closing = True
             self._wake()
             self._thread.join(timeout=5)
+            with self._send_lock:
+                self.send_socket.close(linger=1000)
+                self.send_socket = None
+            try:
+                self.context.term()
+            except Exception:
+                pass
         self.objects.close("shoal client closed")
         for reply in list(self._requests.values()):
             reply.event.set()
@@ -124,16 +143,20 @@ class CoreClient:
     # -- thread-safe entry points -----------------------------------------------------------
 
     def _wake(self) -> None:
-        if not self._wake_pending:
-            self._wake_pending = True
-            try:
-                os.eventfd_write(self._wake_fd, 1)
-            except OSError:
-                pass
+        try:
+            os.eventfd_write(self._wake_fd, 1)
+        except OSError:
+            pass
+
+    def flush(self) -> None:
+        """Send everything queued so far, from the calling thread."""
+        with self._send_lock:
+            if self.send_socket is not None:
+                self._flush()
 
     def send(self, message) -> None:
         self.outgoing.append(message)
-        self._wake()
+        self.flush()
 
     def add_ref(self, object_id: bytes) -> None:
         self.ref_events.append((object_id, 1))
@@ -149,7 +172,7 @@ class CoreClient:
     def submit(self, spec: TaskSpec, return_ids: list) -> None:
         self.objects.expect(return_ids)
         self.outgoing.append(spec)
-        self._wake()
+        self.flush()
 
     def request(self, make_message, timeout_s: float | None = None, reply_key: int | None = None):
         """Send a request built by `make_message(request_id)` and wait for its reply."""
@@ -171,7 +194,7 @@ class CoreClient:
 
     def finish_task(self, result: TaskResult) -> None:
         self.outgoing.append(result)
-        self._wake()
+        self.flush()
 
     def blocked(self, blocked: bool, returned: list) -> None:
         self.send(protocol.WorkerBlocked(blocked, returned))
@@ -182,27 +205,26 @@ class CoreClient:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._wake_fd, zmq.POLLIN)
+        # Registering on the receive socket tells the node manager where replies go.
+        self.socket.send(protocol.encode(protocol.RegisterClient(self.client_id, os.getpid(), self.kind, self.namespace)))
         try:
-            while True:
+            while not self._closing:
                 events = dict(poller.poll(50))
                 if self._wake_fd in events:
                     try:
                         os.eventfd_read(self._wake_fd)
                     except (BlockingIOError, OSError):
                         pass
-                self._wake_pending = False
                 if self.socket in events:
                     self._receive()
-                self._flush()
-                if self._closing:
-                    break
+                if self.ref_events or self.objects.released_pins or self.log_records:
+                    self.flush()
         except Exception:
             logger.exception("shoal I/O thread failed")
             self.objects.close("the shoal I/O thread failed; see the log")
         finally:
             try:
-                self.socket.close(linger=1000)
-                self.context.term()
+                self.socket.close(linger=0)
             except Exception:
                 pass
 
@@ -303,7 +325,7 @@ class CoreClient:
         if decrements or pins:
             frames.append(protocol.encode(protocol.UpdateReferences(decrements, pins, [])))
         if frames:
-            self.socket.send_multipart(frames)
+            self.send_socket.send_multipart(frames)
 
 
 _current: CoreClient | None = None

@@ -36,7 +36,7 @@ class PinnedLocation:
 
 class LocalObjects:
     def __init__(self) -> None:
-        self.cond = threading.Condition(threading.Lock())
+        self.cond = threading.Condition(threading.RLock())
         self.values: dict[bytes, ObjectValue] = {}  # inline values, errors, arena markers
         self.locations: dict[bytes, PinnedLocation] = {}  # pinned arena locations
         self.getters: dict[bytes, int] = {}  # threads waiting in get for an object
@@ -207,7 +207,13 @@ class LocalObjects:
                         self.requested.add(object_id)
                         to_request.append(object_id)
                     if to_request:
-                        request(to_request)
+                        # Sending takes the client's send lock, which is taken before this
+                        # condition elsewhere: never hold the condition while sending.
+                        cond.release()
+                        try:
+                            request(to_request)
+                        finally:
+                            cond.acquire()
                     if not pending:
                         break
                     if not blocked:
@@ -268,7 +274,12 @@ class LocalObjects:
                     ]
                     if to_request:
                         self.requested.update(to_request)
-                        request(to_request)
+                        self.cond.release()
+                        try:
+                            request(to_request)
+                        finally:
+                            self.cond.acquire()
+                        continue
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return ready

@@ -227,7 +227,7 @@ class NodeManagerService:
                 frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
-            client_id = frames[0]
+            client_id = frames[0][:16]  # a client's send socket adds one byte to its id
             for frame in frames[1:]:
                 try:
                     message = protocol.decode(frame)

@@ -1,0 +1,70 @@
+# shoal's developer entry points. GNU make; run from the repository root.
+#
+#   make lab        set up .venv and run the README quick start (JupyterLab on notebooks/ later)
+#   make test       set up .venv and run the whole test suite (what .ci/run does);
+#                   TESTS=tests/unit PYTEST_ARGS='-k name' narrows it
+#   make clean      remove build artefacts; the virtual environments stay
+#   make distclean  clean, and remove .venv too
+#   make bench-ray-venv | bench | bench-smoke    from benchmarks/bench.mk
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PYTHON := $(VENV)/bin/python
+# A CPU build, served from a local wheel on the project's machines; kept out of shoal's own
+# dependencies (it joins a [train]/[all] extra with the library that needs it).
+TORCH_VERSION := 2.13.0
+TESTS ?= tests
+TEST_TIMEOUT_S ?= 120
+PYTEST_ARGS ?=
+
+# The stamp's name carries a hash of what the venv is built from, so editing pyproject.toml or
+# the torch pin rebuilds it and anything else finds it up to date at the cost of one stat.
+VENV_HASH := $(shell { cat pyproject.toml; echo "torch==$(TORCH_VERSION)"; } | sha256sum | cut -c1-16)
+VENV_STAMP := $(VENV)/.stamp-$(VENV_HASH)
+
+.PHONY: help venv lab test clean distclean
+
+help:
+	@sed -n '3,9s/^# \{0,1\}//p' Makefile
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP):
+	rm -f $(VENV)/.stamp-*
+	$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian, apt-get install python3-venv" >&2; exit 1; }
+	time $(VENV_PYTHON) -m pip install -e '.[test]'
+	time $(VENV_PYTHON) -m pip install 'torch==$(TORCH_VERSION)'
+	touch $@
+
+# The quick start lives only in README.md: run its first ```python block as it stands.
+# tests/unit/test_packaging.py extracts the same block the same way, so it cannot rot.
+lab: $(VENV_STAMP)
+	@echo "make lab: the Jupyter layer is not built yet; running the README quick start" >&2
+	@code="$$(awk '/^```python$$/ {inside = 1; next} inside && /^```$$/ {exit} inside' README.md)"; \
+	if [ -z "$$code" ]; then echo "make lab: README.md has no python code block" >&2; exit 1; fi; \
+	printf '%s\n' "$$code" | $(VENV_PYTHON) -
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: $(VENV_STAMP)
+	@status=0; \
+	SHOAL_NONINTERACTIVE=1 $(VENV_PYTHON) -m pytest $(TESTS) -q -p no:cacheprovider \
+		--timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find . \( -path ./.git -o -path './.venv*' -o -name node_modules \) -prune \
+		-o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
+
+-include benchmarks/bench.mk
+ifneq ($(wildcard benchmarks/bench.mk),)
+bench bench-smoke: $(VENV_STAMP)
+endif
