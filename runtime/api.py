@@ -416,6 +416,7 @@ def get(object_refs, *, timeout: float | None = None):
     if not refs:
         return []
     ids = [ref.binary() for ref in refs]
+    client.flush_pending()
     try:
         values = client.objects.collect(ids, timeout, client.request_objects, _on_block)
     except RuntimeError as exc:
@@ -460,6 +461,7 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
     _check_timeout(timeout)
     client = _client_for_submit()
     ids = [ref.binary() for ref in refs]
+    client.flush_pending()
     ready_ids = set(client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, _on_block))
     ready, not_ready = [], []
     for ref in refs:

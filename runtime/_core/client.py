@@ -73,6 +73,7 @@ class CoreClient:
         self._request_ids = itertools.count(1)
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._send_lock = threading.Lock()
+        self._wake_pending = False
         self.send_socket = None
         self._closing = False
         self._closed = False
@@ -143,10 +144,12 @@ class CoreClient:
     # -- thread-safe entry points -----------------------------------------------------------
 
     def _wake(self) -> None:
-        try:
-            os.eventfd_write(self._wake_fd, 1)
-        except OSError:
-            pass
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                os.eventfd_write(self._wake_fd, 1)
+            except OSError:
+                pass
 
     def flush(self) -> None:
         """Send everything queued so far, from the calling thread."""
@@ -172,7 +175,8 @@ class CoreClient:
     def submit(self, spec: TaskSpec, return_ids: list) -> None:
         self.objects.expect(return_ids)
         self.outgoing.append(spec)
-        self.flush()
+        # Batched by the I/O thread; a get() or wait() flushes at once (see flush_pending).
+        self._wake()
 
     def request(self, make_message, timeout_s: float | None = None, reply_key: int | None = None):
         """Send a request built by `make_message(request_id)` and wait for its reply."""
@@ -194,7 +198,15 @@ class CoreClient:
 
     def finish_task(self, result: TaskResult) -> None:
         self.outgoing.append(result)
-        self.flush()
+        if self.inbox.empty():
+            self.flush()  # nothing else queued here: report now, for latency
+        else:
+            self._wake()  # more tasks queued: let results batch up
+
+    def flush_pending(self) -> None:
+        """Before waiting: send whatever this process has queued (submits, results)."""
+        if self.outgoing:
+            self.flush()
 
     def blocked(self, blocked: bool, returned: list) -> None:
         self.send(protocol.WorkerBlocked(blocked, returned))
@@ -215,9 +227,10 @@ class CoreClient:
                         os.eventfd_read(self._wake_fd)
                     except (BlockingIOError, OSError):
                         pass
+                self._wake_pending = False
                 if self.socket in events:
                     self._receive()
-                if self.ref_events or self.objects.released_pins or self.log_records:
+                if self.outgoing or self.ref_events or self.objects.released_pins or self.log_records:
                     self.flush()
         except Exception:
             logger.exception("shoal I/O thread failed")

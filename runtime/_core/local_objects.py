@@ -40,6 +40,7 @@ class LocalObjects:
         self.values: dict[bytes, ObjectValue] = {}  # inline values, errors, arena markers
         self.locations: dict[bytes, PinnedLocation] = {}  # pinned arena locations
         self.getters: dict[bytes, int] = {}  # threads waiting in get for an object
+        self.waiters: dict[bytes, list] = {}  # object id -> _Waiters counting it down
         self.expected: set[bytes] = set()  # returns of tasks this process submitted
         self.requested: set[bytes] = set()  # asked of the node manager, answer pending
         self.released_pins: list[bytes] = []  # pins to hand back on the next flush
@@ -53,6 +54,7 @@ class LocalObjects:
 
     def arrived(self, values: list) -> None:
         with self.cond:
+            wake = False
             for value in values:
                 object_id = value.object_id
                 self.expected.discard(object_id)
@@ -61,7 +63,18 @@ class LocalObjects:
                     self._take_pin(value)
                 elif self._wanted(object_id):
                     self.values[object_id] = value
-            self.cond.notify_all()
+                watchers = self.waiters.get(object_id)
+                if watchers:
+                    usable = self._usable(object_id)
+                    for waiter in watchers:
+                        if usable or not waiter.usable_only:
+                            waiter.missing -= 1
+                            wake = wake or waiter.missing <= 0
+                        else:
+                            waiter.rescan = wake = True  # a marker: the getter asks for a location
+                    del self.waiters[object_id]
+            if wake:
+                self.cond.notify_all()
 
     def _take_pin(self, value: ObjectValue) -> None:
         object_id = value.object_id
@@ -169,53 +182,83 @@ class LocalObjects:
                     self.values.pop(object_id, None)
             self.released_pins.append(object_id)
 
+    def _usable(self, object_id: bytes) -> bool:
+        value = self.values.get(object_id)
+        if value is not None and value.data is not None:
+            return True
+        location = self.locations.get(object_id)
+        return location is not None and not location.give_back
+
+    def _unwatch(self, waiter: "_Waiter") -> None:
+        for object_id in waiter.watching:
+            watchers = self.waiters.get(object_id)
+            if watchers is not None:
+                try:
+                    watchers.remove(waiter)
+                except ValueError:
+                    pass
+                if not watchers:
+                    del self.waiters[object_id]
+        waiter.watching = ()
+
+    def _wait_on(self, waiter: "_Waiter", deadline: float | None) -> bool:
+        """Sleep until the waiter is satisfied or asked to rescan; False at the deadline."""
+        while waiter.missing > 0 and not waiter.rescan:
+            if self.closed_reason is not None:
+                raise RuntimeError(self.closed_reason)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self.cond.wait(remaining)
+        return True
+
+    def _send_requests(self, request, object_ids: list) -> None:
+        # Sending takes the client's send lock, which is taken before this condition
+        # elsewhere: never hold the condition while sending.
+        self.cond.release()
+        try:
+            request(object_ids)
+        finally:
+            self.cond.acquire()
+
     def collect(self, object_ids: list, timeout_s: float | None, request, on_block) -> list | None:
         """Wait until every id is usable; returns inline ObjectValues or PinnedLocations.
 
         Each returned PinnedLocation has had its view count raised: the caller must call
-        `view_released(location)` once when the memory is no longer used. `request(ids)` asks the node
-        manager for values; `on_block(bool)` is told when this thread starts and stops
-        waiting. Returns None on timeout.
+        `view_released(location)` once when the memory is no longer used. `request(ids)` asks
+        the node manager for values; `on_block(bool)` is told when this thread starts and
+        stops waiting. Returns None on timeout. Waiting costs O(len(object_ids)) in all:
+        arrivals count down the waiter instead of waking it to rescan every id.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         unique = list(dict.fromkeys(object_ids))
-        registered: list[bytes] = []
         blocked = False
         cond = self.cond
+        waiter = _Waiter(usable_only=True)
         try:
             with cond:
                 for object_id in unique:
                     self.getters[object_id] = self.getters.get(object_id, 0) + 1
-                    registered.append(object_id)
+                pending = unique
                 while True:
                     if self.closed_reason is not None:
                         raise RuntimeError(self.closed_reason)
+                    self._unwatch(waiter)
+                    pending = [i for i in pending if not self._usable(i)]
+                    if not pending:
+                        break
                     to_request = []
-                    pending = False
-                    for object_id in unique:
-                        value = self.values.get(object_id)
-                        if value is not None and value.data is not None:
-                            continue
-                        location = self.locations.get(object_id)
-                        if location is not None and not location.give_back:
-                            continue
-                        pending = True
+                    for object_id in pending:
                         if object_id in self.requested:
                             continue
-                        if value is None and object_id in self.expected:
+                        if object_id not in self.values and object_id in self.expected:
                             continue  # our own task's result is pushed to us when ready
                         self.requested.add(object_id)
                         to_request.append(object_id)
+                    waiter.watch(self.waiters, pending)
                     if to_request:
-                        # Sending takes the client's send lock, which is taken before this
-                        # condition elsewhere: never hold the condition while sending.
-                        cond.release()
-                        try:
-                            request(to_request)
-                        finally:
-                            cond.acquire()
-                    if not pending:
-                        break
+                        self._send_requests(request, to_request)
+                        continue
                     if not blocked:
                         blocked = True
                         cond.release()
@@ -224,36 +267,36 @@ class LocalObjects:
                         finally:
                             cond.acquire()
                         continue
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
+                    if not self._wait_on(waiter, deadline):
                         return None
-                    cond.wait(remaining)
+                    waiter.rescan = False
                 result = {}
                 for object_id in unique:
-                    value = self.values[object_id]
-                    if value.data is None:
+                    value = self.values.get(object_id)
+                    if value is None or value.data is None:
                         value = self.locations[object_id]
                         value.views += 1
                     result[object_id] = value
                 return [result[object_id] for object_id in object_ids]
         finally:
             with cond:
-                for object_id in registered:
+                self._unwatch(waiter)
+                for object_id in unique:
                     left = self.getters.get(object_id, 0) - 1
                     if left > 0:
                         self.getters[object_id] = left
-                    else:
-                        self.getters.pop(object_id, None)
-                        if object_id not in self.local_refs:
-                            # The marker goes with the location; a location with live views
-                            # stays usable until view_released drops both.
-                            location = self.locations.get(object_id)
-                            if location is None:
-                                self.values.pop(object_id, None)
-                            elif location.views <= 0:
-                                del self.locations[object_id]
-                                self.values.pop(object_id, None)
-                                self.released_pins.append(object_id)
+                        continue
+                    self.getters.pop(object_id, None)
+                    if object_id not in self.local_refs:
+                        # The marker goes with the location; a location with live views
+                        # stays usable until view_released drops both.
+                        location = self.locations.get(object_id)
+                        if location is None:
+                            self.values.pop(object_id, None)
+                        elif location.views <= 0:
+                            del self.locations[object_id]
+                            self.values.pop(object_id, None)
+                            self.released_pins.append(object_id)
             if blocked:
                 on_block(False)
 
@@ -261,28 +304,22 @@ class LocalObjects:
         """Ids (in input order) that are ready once `num_returns` are, or at the timeout."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         blocked = False
+        waiter = _Waiter(usable_only=False)
         try:
             with self.cond:
                 while True:
                     if self.closed_reason is not None:
                         raise RuntimeError(self.closed_reason)
-                    ready = [i for i in object_ids if i in self.values]
-                    if len(ready) >= num_returns:
-                        return ready
-                    to_request = [
-                        i for i in object_ids if i not in self.values and i not in self.expected and i not in self.requested
-                    ]
+                    self._unwatch(waiter)
+                    not_ready = [i for i in object_ids if i not in self.values]
+                    if len(object_ids) - len(not_ready) >= num_returns:
+                        return [i for i in object_ids if i in self.values]
+                    to_request = [i for i in not_ready if i not in self.expected and i not in self.requested]
+                    waiter.watch(self.waiters, not_ready, needed=num_returns - (len(object_ids) - len(not_ready)))
                     if to_request:
                         self.requested.update(to_request)
-                        self.cond.release()
-                        try:
-                            request(to_request)
-                        finally:
-                            self.cond.acquire()
+                        self._send_requests(request, to_request)
                         continue
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return ready
                     if not blocked:
                         blocked = True
                         self.cond.release()
@@ -291,7 +328,29 @@ class LocalObjects:
                         finally:
                             self.cond.acquire()
                         continue
-                    self.cond.wait(remaining)
+                    if not self._wait_on(waiter, deadline):
+                        return [i for i in object_ids if i in self.values]
+                    waiter.rescan = False
         finally:
+            with self.cond:
+                self._unwatch(waiter)
             if blocked:
                 on_block(False)
+
+
+class _Waiter:
+    """A thread in get/wait: counts down as the objects it watches arrive."""
+
+    __slots__ = ("missing", "rescan", "usable_only", "watching")
+
+    def __init__(self, usable_only: bool):
+        self.missing = 0
+        self.rescan = False
+        self.usable_only = usable_only  # get needs values or locations; wait is fine with markers
+        self.watching: tuple | list = ()
+
+    def watch(self, waiters: dict, object_ids: list, needed: int | None = None) -> None:
+        self.missing = len(object_ids) if needed is None else needed
+        self.watching = object_ids
+        for object_id in object_ids:
+            waiters.setdefault(object_id, []).append(self)
