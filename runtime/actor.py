@@ -214,13 +214,13 @@ class ActorHandle:
         client = client_module.current()
         self._client = client
         if client is not None:
-            client.ref_events.append((handle_token(actor_id), 1))
+            client.outgoing.append((handle_token(actor_id), 1))
 
     def __del__(self):
         client = getattr(self, "_client", None)
         if client is not None:
             try:
-                client.ref_events.append((handle_token(self._actor_id), -1))
+                client.outgoing.append((handle_token(self._actor_id), -1))
             except Exception:
                 pass
 

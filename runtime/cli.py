@@ -2,6 +2,8 @@
 
     shoal start [--num-cpus N] [--num-gpus N] [--resources JSON] [--object-store-memory BYTES] [--block]
     shoal status
+    shoal list nodes|workers|tasks|actors|objects|jobs|placement-groups [--filter KEY=VALUE] [--limit N]
+    shoal summary tasks|actors|objects
     shoal stop
 """
 
@@ -99,6 +101,90 @@ def _status(args: argparse.Namespace) -> int:
                 print(f"  {name}: {used / 2**20:,.1f} / {total[name] / 2**20:,.1f} MiB")
             else:
                 print(f"  {name}: {used:g} / {total[name]:g}")
+        from .util import state
+
+        counts: dict = {}
+        for entry in state.summarize_tasks()["cluster"]["summary"].values():
+            for task_state, count in entry["state_counts"].items():
+                counts[task_state] = counts.get(task_state, 0) + count
+        print("Tasks by state: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"))
+        actors = state.summarize_actors()["cluster"]["total_actors"]
+        print(f"Actors: {actors}")
+    finally:
+        shoal.shutdown()
+    return 0
+
+
+_LIST_COLUMNS = {
+    "nodes": ["node_id", "node_ip", "state", "num_workers", "object_store_used_bytes"],
+    "workers": ["worker_id", "pid", "state", "actor_id", "assigned_tasks"],
+    "tasks": ["task_id", "name", "state", "type", "worker_pid", "error_type"],
+    "actors": ["actor_id", "class_name", "name", "state", "pid", "num_restarts"],
+    "objects": ["object_id", "object_size", "location", "reference_type", "ref_count"],
+    "jobs": ["job_id", "driver_pid", "namespace", "status"],
+    "placement-groups": ["placement_group_id", "name", "state", "strategy"],
+}
+
+
+def _connect_or_report() -> bool:
+    import shoal
+
+    try:
+        shoal.init(address="auto")
+    except ConnectionError as exc:
+        print(str(exc), file=sys.stderr)
+        return False
+    return True
+
+
+def _print_table(rows: list, columns: list) -> None:
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(value.ljust(w) for value, w in zip(row, widths)))
+
+
+def _list(args: argparse.Namespace) -> int:
+    import shoal
+    from .util import state
+
+    filters = []
+    for text in args.filter or []:
+        key, sep, value = text.partition("!=") if "!=" in text else text.partition("=")
+        if not sep:
+            print(f"--filter takes KEY=VALUE or KEY!=VALUE, got {text!r}", file=sys.stderr)
+            return 2
+        filters.append((key.strip(), sep, value.strip()))
+    if not _connect_or_report():
+        return 1
+    try:
+        lister = getattr(state, "list_" + args.kind.replace("-", "_"))
+        try:
+            rows = lister(filters=filters, limit=args.limit)
+        except ValueError as exc:
+            print(str(exc), file=sys.stderr)
+            return 2
+        _print_table(rows, _LIST_COLUMNS[args.kind])
+        print(f"\n{len(rows)} {args.kind}")
+    finally:
+        shoal.shutdown()
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import shoal
+    from .util import state
+
+    if not _connect_or_report():
+        return 1
+    try:
+        result = getattr(state, "summarize_" + args.kind)()["cluster"]
+        for name, entry in sorted(result["summary"].items()):
+            counts = entry.get("state_counts", entry)
+            print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+        total = {k: v for k, v in result.items() if k.startswith("total")}
+        print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in total.items()))
     finally:
         shoal.shutdown()
     return 0
@@ -119,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     stop.set_defaults(run=_stop)
     status = commands.add_parser("status", help="show nodes and resource use")
     status.set_defaults(run=_status)
+    lister = commands.add_parser("list", help="list nodes, workers, tasks, actors, objects, jobs")
+    lister.add_argument("kind", choices=sorted(_LIST_COLUMNS))
+    lister.add_argument("--filter", action="append", help="KEY=VALUE or KEY!=VALUE (repeatable)")
+    lister.add_argument("--limit", type=int, default=100)
+    lister.set_defaults(run=_list)
+    summary = commands.add_parser("summary", help="counts of tasks, actors or objects by state")
+    summary.add_argument("kind", choices=["tasks", "actors", "objects"])
+    summary.set_defaults(run=_summary)
     return parser
 
 

@@ -27,13 +27,13 @@ class ObjectRef:
         client = _client_override if _client_override is not None else _client.current()
         self._client = client
         if client is not None:
-            client.ref_events.append((self._id, 1))
+            client.outgoing.append((self._id, 1))
 
     def __del__(self):
         client = self._client
         if client is not None:
             try:
-                client.ref_events.append((self._id, -1))
+                client.outgoing.append((self._id, -1))
             except Exception:
                 pass
 

@@ -162,7 +162,7 @@ class ActorManager:
                 value = self.service.make_error_value(
                     "actor_died", task_record.spec, {"message": "The actor does not exist in this cluster."}
                 )
-            self.service._finish_with_values(task_record, [value] * task_record.spec.num_returns, copy_from_error=True)
+            self.service._finish_with_values(task_record, [value] * task_record.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
             return False
         record.queue.append(task_record.spec.task_id)
         return True
@@ -271,7 +271,7 @@ class ActorManager:
                 value = self.service.make_error_value(
                     "actor_unavailable", task.spec, {"message": self._death_message(record, pid, code, restarting=True)}
                 )
-                self.service._finish_with_values(task, [value] * task.spec.num_returns, copy_from_error=True)
+                self.service._finish_with_values(task, [value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_UNAVAILABLE")
         record.inflight.clear()
         for task in reversed(retry):
             task.spec = protocol.TaskSpec(**{n: getattr(task.spec, n) for n in task.spec.FIELDS} | {"attempt": task.spec.attempt + 1})
@@ -305,7 +305,7 @@ class ActorManager:
         record.queue.clear()
         for task in doomed:
             if task.state != "DONE":
-                self.service._finish_with_values(task, [record.death_value] * task.spec.num_returns, copy_from_error=True)
+                self.service._finish_with_values(task, [record.death_value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
         if record.spec.name and self.named.get((record.spec.namespace, record.spec.name)) == record.spec.actor_id:
             del self.named[(record.spec.namespace, record.spec.name)]
         creation = record.spec.creation

@@ -10,10 +10,8 @@ lock (no thread hand-off on the way out); the I/O thread owns the receive socket
 flushes reference changes and released pins every few tens of milliseconds. The node manager
 sees one client: the send socket's identity is the client id plus one byte. Callers never
 block on the network: to wait, they sleep on LocalObjects' condition. Each flush sends one
-multipart message:
-reference increments first, then queued messages in order (consecutive task specs merged
-into one SubmitTasks), then decrements and released pins, so a reference is never dropped
-before a message that uses it arrives.
+multipart message with the queue in order (runs of task specs, results and reference changes
+merged), so a reference is never dropped before a message queued while it was alive.
 """
 
 from __future__ import annotations
@@ -40,6 +38,7 @@ _REPLIES = (
     protocol.ClusterInfoReply,
     protocol.ActorReply,
     protocol.ListActorsReply,
+    protocol.StateReply,
 )
 
 
@@ -58,7 +57,6 @@ class CoreClient:
         self.client_id = client_id or os.urandom(16)
         self.namespace = namespace
         self.objects = LocalObjects()
-        self.ref_events: deque = deque()
         self.outgoing: deque = deque()
         self.log_records: deque = deque()
         self.exported: set[bytes] = set()
@@ -162,10 +160,11 @@ class CoreClient:
         self.flush()
 
     def add_ref(self, object_id: bytes) -> None:
-        self.ref_events.append((object_id, 1))
+        """Reference changes travel in the send queue, in order with the messages."""
+        self.outgoing.append((object_id, 1))
 
     def remove_ref(self, object_id: bytes) -> None:
-        self.ref_events.append((object_id, -1))
+        self.outgoing.append((object_id, -1))
 
     def export_function(self, function_id: bytes, payload: bytes) -> None:
         if function_id not in self.exported:
@@ -230,7 +229,7 @@ class CoreClient:
                 self._wake_pending = False
                 if self.socket in events:
                     self._receive()
-                if self.outgoing or self.ref_events or self.objects.released_pins or self.log_records:
+                if self.outgoing or self.objects.released_pins or self.log_records:
                     self.flush()
         except Exception:
             logger.exception("shoal I/O thread failed")
@@ -290,55 +289,53 @@ class CoreClient:
             reply.event.set()
 
     def _flush(self) -> None:
-        events = []
-        ref_events = self.ref_events
-        while ref_events:
-            events.append(ref_events.popleft())
-        increments, decrements = self.objects.apply_ref_events(events) if events else ({}, {})
+        """Send the queue in order: runs of task specs, results and reference changes each
+        become one message, so nothing overtakes what was queued before it (a reference is
+        dropped only after the messages queued while it was alive)."""
         frames = []
-        if increments:
-            frames.append(protocol.encode(protocol.UpdateReferences(increments, [], [])))
-        outgoing = self.outgoing
-        specs: list = []
-        results: list = []
-        while outgoing:
-            message = outgoing.popleft()
-            kind = type(message)
-            if kind is TaskSpec:
-                if results:
-                    frames.append(protocol.encode(protocol.TasksDone(results)))
-                    results = []
-                specs.append(message)
-                continue
-            if kind is TaskResult:
-                if specs:
-                    frames.append(protocol.encode(protocol.SubmitTasks(specs)))
-                    specs = []
-                results.append(message)
-                continue
-            if specs:
-                frames.append(protocol.encode(protocol.SubmitTasks(specs)))
-                specs = []
-            if results:
-                frames.append(protocol.encode(protocol.TasksDone(results)))
-                results = []
-            frames.append(protocol.encode(message))
-        if specs:
-            frames.append(protocol.encode(protocol.SubmitTasks(specs)))
-        if results:
-            frames.append(protocol.encode(protocol.TasksDone(results)))
         if self.log_records:
             records = []
             while self.log_records:
                 records.append(self.log_records.popleft())
-            # Logs go before the results they precede would be ideal; workers flush their
-            # task's output before finishing it, so ordering within a task holds.
-            frames.insert(0 if not increments else 1, protocol.encode(protocol.PublishLogs(records)))
+            # A task's output is queued before its result, so it goes out first.
+            frames.append(protocol.encode(protocol.PublishLogs(records)))
+        outgoing = self.outgoing
+        batch_kind = None
+        batch: list = []
+        while outgoing:
+            message = outgoing.popleft()
+            kind = type(message)
+            if kind is tuple or kind is TaskSpec or kind is TaskResult:
+                if kind is not batch_kind:
+                    self._emit(frames, batch_kind, batch)
+                    batch_kind, batch = kind, []
+                batch.append(message)
+                continue
+            self._emit(frames, batch_kind, batch)
+            batch_kind, batch = None, []
+            frames.append(protocol.encode(message))
+        self._emit(frames, batch_kind, batch)
         pins = self.objects.take_released_pins()
-        if decrements or pins:
-            frames.append(protocol.encode(protocol.UpdateReferences(decrements, pins, [])))
+        if pins:
+            frames.append(protocol.encode(protocol.UpdateReferences({}, pins, [])))
         if frames:
             self.send_socket.send_multipart(frames)
+
+    def _emit(self, frames: list, kind, batch: list) -> None:
+        if not batch:
+            return
+        if kind is TaskSpec:
+            frames.append(protocol.encode(protocol.SubmitTasks(batch)))
+        elif kind is TaskResult:
+            frames.append(protocol.encode(protocol.TasksDone(batch)))
+        else:
+            # Reference changes with no message between them can be netted.
+            increments, decrements = self.objects.apply_ref_events(batch)
+            for object_id, step in decrements.items():
+                increments[object_id] = increments.get(object_id, 0) + step
+            deltas = {k: v for k, v in increments.items() if v}
+            if deltas:
+                frames.append(protocol.encode(protocol.UpdateReferences(deltas, [], [])))
 
 
 _current: CoreClient | None = None

@@ -41,6 +41,7 @@ class RuntimeConfig:
     parent_check_interval_s: float = 0.5
     shutdown_timeout_s: float = 5.0
     allocation_wait_s: float = 5.0  # how long a put waits for readers to release the store
+    task_history: int = 10_000  # finished tasks the state API can list
     prestart_workers: bool = True
     extra: dict = field(default_factory=dict)
 

@@ -19,11 +19,12 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import zmq
 
-from . import config, lifecycle, protocol
+from . import config, lifecycle, protocol, state_view
 from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .control_store import ControlStore
@@ -48,6 +49,7 @@ class TaskRecord:
     children: list = field(default_factory=list)
     submitted_at: float = 0.0
     started_at: float = 0.0
+    started_wall: float = 0.0
 
 
 @dataclass
@@ -92,6 +94,8 @@ class NodeManagerService:
         self.running = True
         self.dump_requested = False
         self.actors = ActorManager(self)
+        self.finished_tasks: deque = deque(maxlen=self.config.task_history)  # for the state API
+        self.exited_worker_pids: dict = {}
         self.parked: list = []  # allocations waiting for pins to be handed back
         self.parked_deliveries: list = []  # spilled objects waiting for room to be restored
         self.revoking: set = set()
@@ -114,6 +118,7 @@ class NodeManagerService:
             protocol.KillActor: lambda client_id, message: self.actors.kill(message.actor_id, message.no_restart),
             protocol.ActorExited: lambda client_id, message: self.actors.exited(message.actor_id, message.reason),
             protocol.ListActors: self._on_list_actors,
+            protocol.StateQuery: self._on_state_query,
         }
 
     # -- start and stop ---------------------------------------------------------------------
@@ -314,6 +319,9 @@ class NodeManagerService:
         if worker_id is None:
             return
         self.worker_pids.pop(worker_id, None)
+        self.exited_worker_pids[worker_id] = pid
+        if len(self.exited_worker_pids) > 1000:
+            self.exited_worker_pids.pop(next(iter(self.exited_worker_pids)))
         if self.actors.worker_exited(worker_id, pid, code):
             self.scheduler.remove_worker(worker_id)
             self._client_gone(worker_id)
@@ -444,6 +452,7 @@ class NodeManagerService:
             record.state = RUNNING
             record.worker_id = worker_id
             record.started_at = now
+            record.started_wall = time.time()
             execs.append(protocol.TaskExec(spec, values, slot.gpu_ids if slot else []))
             if spec.function_id not in client.functions_seen:
                 client.functions_seen.add(spec.function_id)
@@ -465,6 +474,7 @@ class NodeManagerService:
         if record is not None:
             record.state = RUNNING
             record.worker_id = worker_id
+            record.started_wall = time.time()
         client = self.clients.get(worker_id)
         functions = {}
         if client is not None and spec.function_id and spec.function_id not in client.functions_seen:
@@ -475,6 +485,11 @@ class NodeManagerService:
 
     def make_error_value(self, kind: str, spec: TaskSpec | None, details: dict | None) -> ObjectValue:
         return error_value(kind, spec, details)
+
+    def _on_state_query(self, client_id: bytes, message: protocol.StateQuery) -> None:
+        builder = state_view.BUILDERS.get(message.kind)
+        rows = builder(self) if builder is not None else []
+        self._send(client_id, protocol.StateReply(message.request_id, rows))
 
     def _on_list_actors(self, client_id: bytes, message: protocol.ListActors) -> None:
         self._send(client_id, protocol.ListActorsReply(message.request_id, self.actors.listing(message.namespace)))
@@ -532,8 +547,17 @@ class NodeManagerService:
             if value.data is None and value.shm_offset >= 0:
                 self.store.free_offsets([value.shm_offset])
 
-    def _finish_with_values(self, record: TaskRecord, values: list, copy_from_error: bool = False) -> None:
+    def _finish_with_values(
+        self, record: TaskRecord, values: list, copy_from_error: bool = False, error_type: str | None = None
+    ) -> None:
         spec = record.spec
+        failed = bool(values) and values[0].is_error
+        self.finished_tasks.append(
+            state_view.task_summary(
+                record, "FAILED" if failed else "FINISHED",
+                (error_type or "TASK_EXECUTION_EXCEPTION") if failed else None, time.time(),
+            )
+        )
         record.state = DONE
         if spec.actor_id is not None:
             self.actors.task_done(record)
@@ -552,7 +576,8 @@ class NodeManagerService:
     def _finish_with_error(self, record: TaskRecord, kind: str, details: dict | None) -> None:
         spec = record.spec
         value = error_value(kind, spec, details)
-        self._finish_with_values(record, [value] * spec.num_returns, copy_from_error=True)
+        error_type = {"cancelled": "TASK_CANCELLED", "worker_crashed": "WORKER_DIED"}.get(kind, kind.upper())
+        self._finish_with_values(record, [value] * spec.num_returns, copy_from_error=True, error_type=error_type)
 
     def _release_task(self, record: TaskRecord) -> None:
         spec = record.spec

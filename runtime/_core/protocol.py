@@ -360,6 +360,20 @@ class ShuttingDown:
     reason: str = ""
 
 
+@record(30)
+class StateQuery:
+    """Ask for a table of cluster state: nodes, workers, tasks, actors, objects, jobs."""
+
+    request_id: int
+    kind: str
+
+
+@record(50)
+class StateReply:
+    request_id: int
+    rows: list  # dicts
+
+
 @record(49)
 class RevokePins:
     """Node manager -> client: hand back these pins when no array uses them (to spill)."""

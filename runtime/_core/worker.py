@@ -201,6 +201,7 @@ class Executor:
         started = time.perf_counter()
         retriable = False
         saved_env = None
+        result = None
         try:
             try:
                 target = self._target(spec)
@@ -214,7 +215,6 @@ class Executor:
                     self.in_user_code = False
                 del args, kwargs, resolved
                 values = self._store_returns(spec, result)
-                del result
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the owner
                 self.in_user_code = False
                 values, retriable = self.failure_values(spec, exc)
@@ -229,6 +229,8 @@ class Executor:
             if main_thread:
                 self.current = None
         self.client.finish_task(TaskResult(spec.task_id, values, retriable, time.perf_counter() - started))
+        # Refs inside the result stay alive until the result is queued ahead of their release.
+        del result
         if self.exit_requested:
             self.stop_actor_process()
 

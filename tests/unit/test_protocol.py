@@ -27,6 +27,8 @@ from shoal._core.protocol import (
     ListActors,
     ListActorsReply,
     RevokePins,
+    StateQuery,
+    StateReply,
     ExportFunction,
     GetObjects,
     LogRecord,
@@ -144,6 +146,8 @@ SAMPLES = [
     ActorReply(4, None, None, "missing"),
     ListActorsReply(5, [{"actor_id": "0b" * 16, "state": "ALIVE", "pid": 12}]),
     RevokePins([OBJECT_ID, b"\x05" * 20]),
+    StateQuery(6, "tasks"),
+    StateReply(6, [{"task_id": "ab", "state": "FINISHED", "worker_pid": None}]),
 ]
 
 

@@ -1,0 +1,157 @@
+"""Rows of cluster state for the state API, built from a node manager's tables.
+
+Read-only views: nothing here changes scheduling or object state. Rows are plain dicts with
+Ray's field names, so `shoal.util.state` can filter them and tools can print them.
+"""
+
+from __future__ import annotations
+
+import time
+
+_TASK_STATES = {
+    "WAITING": "PENDING_ARGS_AVAIL",
+    "QUEUED": "PENDING_NODE_ASSIGNMENT",
+    "RUNNING": "RUNNING",
+}
+
+
+def task_summary(record, state: str, error_type: str | None, now: float) -> tuple:
+    """What a finished task leaves in the history: a small tuple, cheap at full task rate."""
+    spec = record.spec
+    return (spec, record.worker_id, record.started_wall, now, state, error_type)
+
+
+def task_row(spec, worker_id, started_wall, ended_wall, state, error_type, node_id: str, worker_pids: dict) -> dict:
+    if spec.actor_creation is not None:
+        kind = "ACTOR_CREATION_TASK"
+    elif spec.actor_id is not None:
+        kind = "ACTOR_TASK"
+    else:
+        kind = "NORMAL_TASK"
+    return {
+        "task_id": spec.task_id.hex(),
+        "attempt_number": spec.attempt,
+        "name": spec.name or spec.function_name,
+        "func_or_class_name": spec.function_name,
+        "state": _TASK_STATES.get(state, state),
+        "type": kind,
+        "actor_id": spec.actor_id.hex() if spec.actor_id else None,
+        "parent_task_id": spec.parent_task_id.hex() if spec.parent_task_id else None,
+        "job_id": spec.owner_id.hex()[:8],
+        "node_id": node_id,
+        "worker_id": worker_id.hex() if worker_id else None,
+        "worker_pid": worker_pids.get(worker_id) if worker_id else None,
+        "required_resources": dict(spec.resources),
+        "start_time_ms": int(started_wall * 1000) if started_wall else None,
+        "end_time_ms": int(ended_wall * 1000) if ended_wall else None,
+        "error_type": error_type,
+    }
+
+
+def object_rows(service) -> list[dict]:
+    rows = []
+    for entry in service.objects.entries.values():
+        value = entry.value
+        if value is None:
+            where, size = "PENDING", 0
+        elif value.data is not None:
+            where, size = "INLINE", len(value.data)
+        elif entry.spill_path:
+            where, size = "SPILLED", value.shm_size
+        else:
+            where, size = "SHARED_MEMORY", value.shm_size
+        rows.append(
+            {
+                "object_id": entry.object_id.hex(),
+                "object_size": size,
+                "task_status": "FINISHED" if value is not None else "PENDING",
+                "reference_type": "LOCAL_REFERENCE" if entry.ref_total else ("PINNED_IN_MEMORY" if entry.pin_total else "USED_BY_PENDING_TASK"),
+                "location": where,
+                "ref_count": entry.ref_total,
+                "pinned": entry.pin_total,
+                "node_id": service.node_id.hex(),
+                "is_error": bool(value.is_error) if value is not None else False,
+            }
+        )
+    return rows
+
+
+def worker_rows(service) -> list[dict]:
+    rows = []
+    for worker_id, pid in service.worker_pids.items():
+        slot = service.scheduler.workers.get(worker_id)
+        actor_id = service.actors.by_worker.get(worker_id)
+        if slot is None:
+            state = "STARTING"
+        elif actor_id is not None:
+            state = "ACTOR"
+        elif slot.assigned:
+            state = "BLOCKED" if slot.blocked else "BUSY"
+        else:
+            state = "IDLE"
+        rows.append(
+            {
+                "worker_id": worker_id.hex(),
+                "pid": pid,
+                "node_id": service.node_id.hex(),
+                "worker_type": "WORKER",
+                "state": state,
+                "is_alive": True,
+                "actor_id": actor_id.hex() if actor_id else None,
+                "assigned_tasks": len(slot.assigned) if slot else 0,
+            }
+        )
+    return rows
+
+
+def node_rows(service) -> list[dict]:
+    total = service.scheduler.total_dict()
+    available = service.scheduler.available_dict()
+    return [
+        {
+            "node_id": service.node_id.hex(),
+            "node_ip": service.node_ip,
+            "is_head_node": True,
+            "state": "ALIVE",
+            "resources_total": total,
+            "resources_available": available,
+            "object_store_used_bytes": service.store.used_bytes,
+            "object_store_total_bytes": service.store.capacity_bytes,
+            "spilled_bytes": service.store.spilled_bytes,
+            "num_workers": len(service.worker_pids),
+        }
+    ]
+
+
+def job_rows(service) -> list[dict]:
+    return [dict(job, submission_id=None, driver_id=client) for client, job in service.control.jobs.items()]
+
+
+def actor_rows(service) -> list[dict]:
+    rows = []
+    for row in service.actors.listing(None):
+        row = dict(row)
+        row["node_id"] = service.node_id.hex()
+        rows.append(row)
+    return rows
+
+
+def task_rows(service) -> list[dict]:
+    node_id = service.node_id.hex()
+    pids = dict(service.worker_pids)
+    pids.update(service.exited_worker_pids)
+    rows = [task_row(*summary, node_id, pids) for summary in service.finished_tasks]
+    for record in service.tasks.values():
+        rows.append(task_row(record.spec, record.worker_id, record.started_wall, None, record.state, None, node_id, pids))
+    return rows
+
+
+BUILDERS = {
+    "nodes": node_rows,
+    "workers": worker_rows,
+    "tasks": task_rows,
+    "actors": actor_rows,
+    "objects": object_rows,
+    "jobs": job_rows,
+    "placement_groups": lambda service: [],
+}

@@ -1,0 +1,150 @@
+"""The state API: list and summarize the cluster's nodes, workers, tasks, actors, objects, jobs.
+
+Each list_* call asks the node manager for a snapshot and returns rows with Ray's field names.
+Rows are dicts that also allow attribute access (`row.state` as well as `row["state"]`).
+Filters are (key, "=" or "!=", value) triples, applied before the limit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+from .. import api, exceptions
+from .._core.protocol import StateQuery
+
+DEFAULT_LIMIT = 100
+_PREDICATES = ("=", "!=")
+
+
+class StateRow(dict):
+    """One row of state: a dict whose keys are also attributes."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _query(kind: str) -> list[dict]:
+    client = api._client_for_submit()
+    reply = client.request(lambda request_id: StateQuery(request_id, kind), timeout_s=30)
+    if reply is None:
+        raise exceptions.RaySystemError(f"the node manager did not answer a state query for {kind}")
+    return reply.rows
+
+
+def _select(rows: list[dict], filters: Iterable | None, limit: int, detail: bool) -> list[StateRow]:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= 0:
+        raise ValueError(f"limit must be a positive int, got {limit!r}")
+    checks = []
+    for entry in filters or ():
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 3 and entry[1] in _PREDICATES):
+            raise ValueError(f"each filter must be (key, '=' or '!=', value), got {entry!r}")
+        checks.append(entry)
+    selected = []
+    for row in rows:
+        keep = True
+        for key, predicate, value in checks:
+            if key not in row:
+                raise ValueError(f"cannot filter on {key!r}; fields are {sorted(row)}")
+            matches = str(row[key]).lower() == str(value).lower()
+            if matches != (predicate == "="):
+                keep = False
+                break
+        if keep:
+            selected.append(StateRow(row))
+            if len(selected) >= limit:
+                break
+    return selected
+
+
+def list_nodes(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
+    """Nodes with their resources and object store use."""
+    return _select(_query("nodes"), filters, limit, detail)
+
+
+def list_workers(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
+    """Worker processes: pid, state (IDLE, BUSY, BLOCKED, ACTOR, STARTING)."""
+    return _select(_query("workers"), filters, limit, detail)
+
+
+def list_tasks(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
+    """Tasks, running and recently finished (the last 10,000 by default)."""
+    return _select(_query("tasks"), filters, limit, detail)
+
+
+def list_actors(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
+    """Actors with their state (PENDING_CREATION, STARTING, ALIVE, DEAD), name and pid."""
+    return _select(_query("actors"), filters, limit, detail)
+
+
+def list_objects(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
+    """Objects in the store: size, where they live (INLINE, SHARED_MEMORY, SPILLED), references."""
+    return _select(_query("objects"), filters, limit, detail)
+
+
+def list_jobs(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
+    """Drivers that have connected, with their status."""
+    return _select(_query("jobs"), filters, limit, detail)
+
+
+def list_placement_groups(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
+    """Placement groups (none until placement groups are created)."""
+    return _select(_query("placement_groups"), filters, limit, detail)
+
+
+def _summary(rows: list[dict], key: str) -> dict:
+    by_name: dict = {}
+    for row in rows:
+        entry = by_name.setdefault(row.get("name") or row.get("class_name") or "?", {"state_counts": Counter()})
+        entry["state_counts"][row[key]] += 1
+    return {name: {"state_counts": dict(v["state_counts"])} for name, v in by_name.items()}
+
+
+def summarize_tasks(**_) -> dict:
+    """Task counts by function name and state."""
+    rows = _query("tasks")
+    return {"cluster": {"summary": _summary(rows, "state"), "total_tasks": len(rows)}}
+
+
+def summarize_actors(**_) -> dict:
+    """Actor counts by class and state."""
+    rows = _query("actors")
+    summary: dict = {}
+    for row in rows:
+        entry = summary.setdefault(row["class_name"], {"state_counts": Counter()})
+        entry["state_counts"][row["state"]] += 1
+    return {
+        "cluster": {
+            "summary": {k: {"state_counts": dict(v["state_counts"])} for k, v in summary.items()},
+            "total_actors": len(rows),
+        }
+    }
+
+
+def summarize_objects(**_) -> dict:
+    """Object counts and bytes by location."""
+    rows = _query("objects")
+    by_location: dict = {}
+    for row in rows:
+        entry = by_location.setdefault(row["location"], {"count": 0, "bytes": 0})
+        entry["count"] += 1
+        entry["bytes"] += row["object_size"]
+    return {"cluster": {"summary": by_location, "total_objects": len(rows)}}
+
+
+__all__ = [
+    "StateRow",
+    "list_actors",
+    "list_jobs",
+    "list_nodes",
+    "list_objects",
+    "list_placement_groups",
+    "list_tasks",
+    "list_workers",
+    "summarize_actors",
+    "summarize_objects",
+    "summarize_tasks",
+]

@@ -1,0 +1,126 @@
+"""The state API and the `shoal list` / `shoal summary` commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+import shoal
+from shoal.util import state
+
+
+@shoal.remote
+def quick(x):
+    return x
+
+
+@shoal.remote
+def boom():
+    raise ValueError("no")
+
+
+@shoal.remote
+class Holder:
+    def ping(self):
+        return "pong"
+
+
+def test_list_nodes_and_workers(cluster):
+    (node,) = state.list_nodes()
+    assert node.state == "ALIVE" and node["resources_total"]["CPU"] == 2
+    shoal.get(quick.remote(1))
+    workers = state.list_workers()
+    assert workers and all(w.pid > 0 for w in workers)
+    assert {w.state for w in workers} <= {"IDLE", "BUSY", "BLOCKED", "ACTOR", "STARTING"}
+
+
+def test_list_tasks_with_states_and_filters(cluster):
+    shoal.get([quick.remote(i) for i in range(5)])
+    with pytest.raises(ValueError):
+        shoal.get(boom.remote())
+    finished = state.list_tasks(filters=[("name", "=", quick._function.__qualname__), ("state", "=", "FINISHED")])
+    assert len(finished) >= 5
+    failed = state.list_tasks(filters=[("state", "=", "FAILED")])
+    assert any(row.error_type == "TASK_EXECUTION_EXCEPTION" and "boom" in row.name for row in failed)
+    assert len(state.list_tasks(limit=2)) == 2
+    with pytest.raises(ValueError, match="filter"):
+        state.list_tasks(filters=[("state", "~", "x")])
+    with pytest.raises(ValueError, match="limit"):
+        state.list_tasks(limit=0)
+
+
+def test_running_task_is_listed_as_running(cluster):
+    @shoal.remote
+    def sleeper():
+        time.sleep(2)
+
+    ref = sleeper.remote()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        running = state.list_tasks(filters=[("state", "=", "RUNNING")])
+        if any("sleeper" in row.name for row in running):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the sleeping task never showed as RUNNING")
+    shoal.get(ref)
+
+
+def test_list_and_summarize_actors(cluster):
+    holder = Holder.options(name="state-holder").remote()
+    shoal.get(holder.ping.remote())
+    rows = state.list_actors(filters=[("name", "=", "state-holder")])
+    assert len(rows) == 1 and rows[0].state == "ALIVE" and rows[0].class_name == "Holder"
+    summary = state.summarize_actors()["cluster"]
+    assert summary["summary"]["Holder"]["state_counts"]["ALIVE"] >= 1
+    shoal.kill(holder)
+
+
+def test_list_objects_and_jobs(cluster):
+    import numpy as np
+
+    big = shoal.put(np.zeros(1_000_000))
+    small = shoal.put("small")
+    rows = {row.object_id: row for row in state.list_objects(limit=10_000)}
+    assert rows[big.hex()].location == "SHARED_MEMORY" and rows[big.hex()].object_size >= 8_000_000
+    assert rows[small.hex()].location == "INLINE"
+    jobs = state.list_jobs()
+    assert any(job.driver_pid == os.getpid() and job.status == "RUNNING" for job in jobs)
+    summary = state.summarize_objects()["cluster"]
+    assert summary["summary"]["SHARED_MEMORY"]["count"] >= 1
+
+
+def test_summarize_tasks(cluster):
+    shoal.get([quick.remote(i) for i in range(3)])
+    summary = state.summarize_tasks()["cluster"]
+    assert summary["total_tasks"] >= 3
+    assert summary["summary"][quick._function.__qualname__]["state_counts"]["FINISHED"] >= 3
+
+
+def test_cli_list_and_summary(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    cli = [sys.executable, "-m", "shoal.cli"]
+    subprocess.run(cli + ["start", "--num-cpus", "1"], check=True, capture_output=True, env=env, timeout=60)
+    try:
+        subprocess.run(
+            [sys.executable, "-c", "import shoal; shoal.init(address='auto');"
+             "f = shoal.remote(lambda x: x); shoal.get([f.remote(i) for i in range(3)])"],
+            check=True, capture_output=True, env=env, timeout=60,
+        )
+        tasks = subprocess.run(cli + ["list", "tasks", "--filter", "state=FINISHED"], capture_output=True, text=True, env=env, timeout=60)
+        assert tasks.returncode == 0, tasks.stderr
+        assert "FINISHED" in tasks.stdout and "3 tasks" in tasks.stdout
+        nodes = subprocess.run(cli + ["list", "nodes"], capture_output=True, text=True, env=env, timeout=60)
+        assert "ALIVE" in nodes.stdout
+        summary = subprocess.run(cli + ["summary", "tasks"], capture_output=True, text=True, env=env, timeout=60)
+        assert "FINISHED=3" in summary.stdout, summary.stdout
+        status = subprocess.run(cli + ["status"], capture_output=True, text=True, env=env, timeout=60)
+        assert "Tasks by state: FINISHED=3" in status.stdout, status.stdout
+        bad = subprocess.run(cli + ["list", "tasks", "--filter", "nonsense"], capture_output=True, text=True, env=env, timeout=60)
+        assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
+    finally:
+        subprocess.run(cli + ["stop"], capture_output=True, env=env, timeout=60)
