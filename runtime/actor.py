@@ -17,7 +17,7 @@ from ._core import serialization, task_context
 from ._core.actor_manager import handle_token
 from ._core.protocol import ActorSpec, CreateActor, GetActor, KillActor, TaskSpec
 from .object_ref import ObjectRef
-from .remote_function import RemoteFunction, build_task
+from .remote_function import RemoteFunction, build_task, strategy_wire
 
 DEFAULT_MAX_CONCURRENCY_ASYNC = 1000
 
@@ -118,7 +118,7 @@ class ActorClass:
             "retry_types": None,
             "name": f"{self._cls.__name__}.__init__",
             "env_vars": ((opts.get("runtime_env") or {}).get("env_vars")) or None,
-            "strategy": None,
+            "strategy": strategy_wire(opts.get("scheduling_strategy")),
             "function_name": f"{self._cls.__name__}.__init__",
         }
         creation, refs, packed_args = build_task(client, class_id, prepared, args, kwargs)

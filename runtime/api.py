@@ -394,7 +394,7 @@ def get(object_refs, *, timeout: float | None = None):
     elif isinstance(object_refs, (list, tuple)):
         refs = list(object_refs)
         for ref in refs:
-            if not isinstance(ref, ObjectRef):
+            if type(ref) is not ObjectRef and not isinstance(ref, ObjectRef):
                 raise ValueError(
                     f"'object_refs' must be an ObjectRef or a list of ObjectRefs; the list holds a {type(ref).__name__}"
                 )
@@ -415,7 +415,7 @@ def get(object_refs, *, timeout: float | None = None):
     client = _client_for_submit()
     if not refs:
         return []
-    ids = [ref.binary() for ref in refs]
+    ids = [ref._id for ref in refs]
     client.flush_pending()
     try:
         values = client.objects.collect(ids, timeout, client.request_objects, _on_block)
@@ -448,9 +448,10 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
         raise TypeError(f"wait() expects a list of ObjectRefs, got {type(object_refs).__name__}")
     refs = list(object_refs)
     for ref in refs:
-        if not isinstance(ref, ObjectRef):
+        if type(ref) is not ObjectRef and not isinstance(ref, ObjectRef):
             raise TypeError(f"wait() expects a list of ObjectRefs; the list holds a {type(ref).__name__}")
-    if len(set(refs)) != len(refs):
+    ids = [ref._id for ref in refs]
+    if len(set(ids)) != len(ids):
         raise ValueError("wait() requires a list of unique ObjectRefs; the list has duplicates")
     if isinstance(num_returns, bool) or not isinstance(num_returns, int):
         raise TypeError(f"num_returns must be an int, got {type(num_returns).__name__}")
@@ -460,15 +461,14 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
         raise ValueError(f"num_returns ({num_returns}) cannot exceed the number of refs ({len(refs)})")
     _check_timeout(timeout)
     client = _client_for_submit()
-    ids = [ref.binary() for ref in refs]
     client.flush_pending()
-    ready_ids = set(client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, _on_block))
+    ready_ids = client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, _on_block)
+    if len(ready_ids) == len(ids) and num_returns == len(ids):
+        return refs, []
+    ready_set = set(ready_ids[:num_returns])
     ready, not_ready = [], []
-    for ref in refs:
-        if ref.binary() in ready_ids and len(ready) < num_returns:
-            ready.append(ref)
-        else:
-            not_ready.append(ref)
+    for object_id, ref in zip(ids, refs):
+        (ready if object_id in ready_set else not_ready).append(ref)
     return ready, not_ready
 
 

@@ -85,6 +85,13 @@ class ActorManager:
         record = ActorRecord(spec, restarts_left=spec.max_restarts)
         self.actors[spec.actor_id] = record
         creation = spec.creation
+        problem = self.service._placement_problem(creation.strategy)
+        if problem is not None:
+            record.state = DEAD
+            record.death_value = self.service.make_error_value("unschedulable", creation, {"message": problem})
+            if reply:
+                self._reply(client_id, reply, spec.actor_id, None)
+            return
         self.creation_tasks[creation.task_id] = spec.actor_id
         held = list(creation.arg_refs) + list(creation.contained or ())
         self.service.objects.hold(held)

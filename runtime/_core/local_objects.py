@@ -311,9 +311,12 @@ class LocalObjects:
                     if self.closed_reason is not None:
                         raise RuntimeError(self.closed_reason)
                     self._unwatch(waiter)
-                    not_ready = [i for i in object_ids if i not in self.values]
+                    values = self.values
+                    not_ready = [i for i in object_ids if i not in values]
+                    if not not_ready:
+                        return object_ids
                     if len(object_ids) - len(not_ready) >= num_returns:
-                        return [i for i in object_ids if i in self.values]
+                        return [i for i in object_ids if i in values]
                     to_request = [i for i in not_ready if i not in self.expected and i not in self.requested]
                     waiter.watch(self.waiters, not_ready, needed=num_returns - (len(object_ids) - len(not_ready)))
                     if to_request:

@@ -393,10 +393,26 @@ class NodeManagerService:
                     parent.children.append(spec.task_id)
             held = list(spec.arg_refs) + list(spec.contained or ())
             self.objects.hold(held)
+            problem = self._placement_problem(spec.strategy)
+            if problem is not None:
+                self._finish_with_error(record, "unschedulable", {"message": problem})
+                continue
             if spec.actor_id is not None and not self.actors.submit(record):
                 continue
             if self.objects.wait_for_args(spec.task_id, spec.arg_refs):
                 self._make_ready(record)
+
+    def _placement_problem(self, strategy) -> str | None:
+        """Why a scheduling strategy cannot be met on this cluster, or None."""
+        if not strategy or strategy[0] != "NODE_AFFINITY":
+            return None
+        node_hex, soft = strategy[1], strategy[2]
+        if node_hex == self.node_id.hex() or soft:
+            return None
+        return (
+            f"NodeAffinitySchedulingStrategy(soft=False) names node {node_hex}, which is not alive "
+            f"in this cluster (nodes: {self.node_id.hex()}); pass soft=True to run elsewhere"
+        )
 
     def _make_ready(self, record: TaskRecord) -> None:
         record.state = QUEUED

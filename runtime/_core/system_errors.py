@@ -25,6 +25,10 @@ def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseEx
         return exceptions.ActorDiedError(details.get("message"), actor_id=details.get("actor_id"))
     if kind == "actor_unavailable":
         return exceptions.ActorUnavailableError(details.get("message"), actor_id=details.get("actor_id"))
+    if kind == "unschedulable":
+        if spec is not None and spec.actor_creation is not None:
+            return exceptions.ActorUnschedulableError(details.get("message"))
+        return exceptions.TaskUnschedulableError(details.get("message"))
     if kind == "store_full":
         return exceptions.ObjectStoreFullError(details.get("message", "object store full"))
     return exceptions.RaySystemError(f"{kind}: {details}")

@@ -396,3 +396,37 @@ def test_many_tasks_from_threads(cluster):
         thread.join(60)
     for k in range(4):
         assert results[k * 1000] == [k * 1000 + i for i in range(200)]
+
+
+def test_scheduling_strategies(cluster):
+    from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = shoal.get_runtime_context().get_node_id()
+
+    @shoal.remote
+    def where():
+        return shoal.get_runtime_context().get_node_id()
+
+    assert shoal.get(where.options(scheduling_strategy="SPREAD").remote()) == here
+    assert shoal.get(where.options(scheduling_strategy="DEFAULT").remote()) == here
+    strategy = NodeAffinitySchedulingStrategy(here, soft=False)
+    assert shoal.get(where.options(scheduling_strategy=strategy).remote()) == here
+    elsewhere = "ab" * 16
+    soft = NodeAffinitySchedulingStrategy(elsewhere, soft=True)
+    assert shoal.get(where.options(scheduling_strategy=soft).remote()) == here
+    hard = NodeAffinitySchedulingStrategy(elsewhere, soft=False)
+    with pytest.raises(exceptions.TaskUnschedulableError, match="not alive"):
+        shoal.get(where.options(scheduling_strategy=hard).remote(), timeout=30)
+
+    @shoal.remote
+    class Pinned:
+        def node(self):
+            return shoal.get_runtime_context().get_node_id()
+
+    assert shoal.get(Pinned.options(scheduling_strategy=strategy).remote().node.remote()) == here
+    with pytest.raises(exceptions.ActorUnschedulableError):
+        shoal.get(Pinned.options(scheduling_strategy=hard).remote().node.remote(), timeout=30)
+    with pytest.raises(ValueError, match="scheduling_strategy"):
+        where.options(scheduling_strategy="NOWHERE")
+    with pytest.raises(ValueError):
+        NodeAffinitySchedulingStrategy("not hex", soft=False)
