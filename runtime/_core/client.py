@@ -10,8 +10,7 @@ lock (no thread hand-off on the way out); the I/O thread owns the receive socket
 flushes reference changes and released pins every few tens of milliseconds. The node manager
 sees one client: the send socket's identity is the client id plus one byte. Callers never
 block on the network: to wait, they sleep on LocalObjects' condition. Each flush sends one
-multipart message with the queue in order (runs of task specs, results and reference changes
-merged), so a reference is never dropped before a message queued while it was alive.
+multipart message (see `_flush` for the order it keeps).
 """
 
 from __future__ import annotations
@@ -289,9 +288,36 @@ class CoreClient:
             reply.event.set()
 
     def _flush(self) -> None:
-        """Send the queue in order: runs of task specs, results and reference changes each
-        become one message, so nothing overtakes what was queued before it (a reference is
-        dropped only after the messages queued while it was alive)."""
+        """Send the queue as one multipart message, keeping what ordering requires.
+
+        Reference increments go first (earlier is always safe). Task specs and results are
+        merged into one SubmitTasks / TasksDone each. Decrements, with the pins they free,
+        go out after those and before the next other message: a reference is never dropped
+        before a message queued while it was alive, and it is dropped before a request queued
+        after it (so a freed object makes room for the next allocation).
+        """
+        body: list = []
+        increments: dict = {}
+        events: list = []
+        specs: list = []
+        results: list = []
+        outgoing = self.outgoing
+        while outgoing:
+            message = outgoing.popleft()
+            kind = type(message)
+            if kind is tuple:
+                events.append(message)
+                if message[1] > 0:
+                    increments[message[0]] = increments.get(message[0], 0) + message[1]
+            elif kind is TaskSpec:
+                specs.append(message)
+            elif kind is TaskResult:
+                results.append(message)
+            else:
+                self._emit_batches(body, specs, results, events)
+                specs, results, events = [], [], []
+                body.append(protocol.encode(message))
+        self._emit_batches(body, specs, results, events)
         frames = []
         if self.log_records:
             records = []
@@ -299,43 +325,23 @@ class CoreClient:
                 records.append(self.log_records.popleft())
             # A task's output is queued before its result, so it goes out first.
             frames.append(protocol.encode(protocol.PublishLogs(records)))
-        outgoing = self.outgoing
-        batch_kind = None
-        batch: list = []
-        while outgoing:
-            message = outgoing.popleft()
-            kind = type(message)
-            if kind is tuple or kind is TaskSpec or kind is TaskResult:
-                if kind is not batch_kind:
-                    self._emit(frames, batch_kind, batch)
-                    batch_kind, batch = kind, []
-                batch.append(message)
-                continue
-            self._emit(frames, batch_kind, batch)
-            batch_kind, batch = None, []
-            frames.append(protocol.encode(message))
-        self._emit(frames, batch_kind, batch)
-        pins = self.objects.take_released_pins()
-        if pins:
-            frames.append(protocol.encode(protocol.UpdateReferences({}, pins, [])))
+        if increments:
+            frames.append(protocol.encode(protocol.UpdateReferences(increments, [], [])))
+        frames += body
         if frames:
             self.send_socket.send_multipart(frames)
 
-    def _emit(self, frames: list, kind, batch: list) -> None:
-        if not batch:
-            return
-        if kind is TaskSpec:
-            frames.append(protocol.encode(protocol.SubmitTasks(batch)))
-        elif kind is TaskResult:
-            frames.append(protocol.encode(protocol.TasksDone(batch)))
-        else:
-            # Reference changes with no message between them can be netted.
-            increments, decrements = self.objects.apply_ref_events(batch)
-            for object_id, step in decrements.items():
-                increments[object_id] = increments.get(object_id, 0) + step
-            deltas = {k: v for k, v in increments.items() if v}
-            if deltas:
-                frames.append(protocol.encode(protocol.UpdateReferences(deltas, [], [])))
+    def _emit_batches(self, body: list, specs: list, results: list, events: list) -> None:
+        if specs:
+            body.append(protocol.encode(protocol.SubmitTasks(specs)))
+        if results:
+            body.append(protocol.encode(protocol.TasksDone(results)))
+        decrements: dict = {}
+        if events:
+            _, decrements = self.objects.apply_ref_events(events)
+        pins = self.objects.take_released_pins()
+        if decrements or pins:
+            body.append(protocol.encode(protocol.UpdateReferences(decrements, pins, [])))
 
 
 _current: CoreClient | None = None
