@@ -85,15 +85,13 @@ def _strategy(value) -> str | None:
 
 _NUMBER = (int, float)
 
-TASK_OPTIONS: dict[str, Option] = {
+# Options tasks and actors share (resources, placement, environment).
+_COMMON_OPTIONS: dict[str, Option] = {
     "num_cpus": Option(_NUMBER, _non_negative),
     "num_gpus": Option(_NUMBER, _non_negative),
     "resources": Option((dict,), _resources),
     "memory": Option(_NUMBER, _non_negative),
     "accelerator_type": Option((str,)),
-    "num_returns": Option((int, str), _num_returns),
-    "max_retries": Option((int,), _max_retries),
-    "retry_exceptions": Option((bool, list, tuple), _retry_exceptions),
     "name": Option((str,)),
     "scheduling_strategy": Option((str, object), _strategy),
     "runtime_env": Option((dict,), _runtime_env),
@@ -105,13 +103,15 @@ TASK_OPTIONS: dict[str, Option] = {
     "_metadata": Option((dict,)),
 }
 
+TASK_OPTIONS: dict[str, Option] = {
+    **_COMMON_OPTIONS,
+    "num_returns": Option((int, str), _num_returns),
+    "max_retries": Option((int,), _max_retries),
+    "retry_exceptions": Option((bool, list, tuple), _retry_exceptions),
+}
+
 ACTOR_OPTIONS: dict[str, Option] = {
-    "num_cpus": Option(_NUMBER, _non_negative),
-    "num_gpus": Option(_NUMBER, _non_negative),
-    "resources": Option((dict,), _resources),
-    "memory": Option(_NUMBER, _non_negative),
-    "accelerator_type": Option((str,)),
-    "name": Option((str,)),
+    **_COMMON_OPTIONS,
     "namespace": Option((str,)),
     "lifetime": Option((str,), lambda v: None if v in (None, "detached", "non_detached") else "must be 'detached' or None"),
     "get_if_exists": Option((bool,)),
@@ -120,15 +120,7 @@ ACTOR_OPTIONS: dict[str, Option] = {
     "max_concurrency": Option((int,), lambda v: None if v is None or v >= 1 else "must be >= 1"),
     "concurrency_groups": Option((dict,)),
     "max_pending_calls": Option((int,)),
-    "scheduling_strategy": Option((str, object), _strategy),
-    "runtime_env": Option((dict,), _runtime_env),
-    "placement_group": Option((object,)),
-    "placement_group_bundle_index": Option((int,)),
-    "placement_group_capture_child_tasks": Option((bool,)),
-    "label_selector": Option((dict,)),
-    "enable_task_events": Option((bool,)),
     "allow_out_of_order_execution": Option((bool,)),
-    "_metadata": Option((dict,)),
 }
 
 METHOD_OPTIONS: dict[str, Option] = {
