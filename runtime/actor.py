@@ -17,7 +17,7 @@ from ._core import serialization, task_context
 from ._core.actor_manager import handle_token
 from ._core.protocol import ActorSpec, CreateActor, GetActor, KillActor, TaskSpec
 from .object_ref import ObjectRef
-from .remote_function import RemoteFunction, build_task, strategy_wire
+from .remote_function import RemoteFunction, build_task, placed_resources, strategy_wire
 
 DEFAULT_MAX_CONCURRENCY_ASYNC = 1000
 
@@ -103,6 +103,8 @@ class ActorClass:
         placement = option_table.task_resources(opts, default_cpus=1)
         if opts.get("num_cpus") is None:
             placement["CPU"] = max(placement.get("CPU", 0), 1.0)
+        placement = placed_resources(placement, opts)
+        lifetime = placed_resources(lifetime, opts)
         api._check_feasible(placement, self._cls.__name__)
         groups = opts.get("concurrency_groups") or {}
         meta = {

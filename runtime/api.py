@@ -520,7 +520,8 @@ def _check_feasible(resources: dict, name: str) -> None:
     if info is None:
         return
     total = info.resources
-    missing = {k: v for k, v in resources.items() if total.get(k, 0) < v}
+    # Placement-group resources appear when the group is reserved; the group warns itself.
+    missing = {k: v for k, v in resources.items() if total.get(k, 0) < v and "_group_" not in k}
     if missing:
         key = tuple(sorted(resources.items()))
         if key not in _warned:

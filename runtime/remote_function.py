@@ -62,7 +62,7 @@ class RemoteFunction:
             self._definition = serialization.pickle_definition(self._function)
         retry = opts.get("retry_exceptions", False)
         prepared = {
-            "resources": option_table.task_resources(opts),
+            "resources": placed_resources(option_table.task_resources(opts), opts),
             "num_returns": 1 if opts.get("num_returns") is None else opts["num_returns"],
             "max_retries": DEFAULT_MAX_RETRIES if opts.get("max_retries") is None else opts["max_retries"],
             "retry_exceptions": bool(retry),
@@ -107,6 +107,22 @@ class _BoundOptions:
 
     def options(self, **task_options):
         return self._function.options(**{**self._merged, **task_options})
+
+
+def placed_resources(resources: dict, opts: dict) -> dict:
+    """Redirect a resource request into a placement group when the options name one."""
+    strategy = opts.get("scheduling_strategy")
+    if getattr(strategy, "_scheduling_kind", None) == "PLACEMENT_GROUP":
+        group, index = strategy.placement_group, strategy.placement_group_bundle_index
+    elif opts.get("placement_group") not in (None, "default"):
+        group = opts["placement_group"]
+        index = opts.get("placement_group_bundle_index")
+        index = -1 if index is None else index
+    else:
+        return resources
+    from .util.placement_group import rewrite_resources
+
+    return rewrite_resources(resources, group, index)
 
 
 def strategy_wire(strategy) -> list | None:

@@ -29,6 +29,7 @@ from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .control_store import ControlStore
 from .object_directory import FreeActions, ObjectDirectory
+from .placement_groups import PlacementGroupTable, ready_object_id
 from .protocol import ObjectValue, TaskSpec
 from .scheduling import SchedulerState, to_shape
 from .system_errors import error_value
@@ -93,7 +94,11 @@ class NodeManagerService:
         self.store = ArenaStore(int(options["object_store_bytes"]), os.path.join(self.session_dir, "spill"))
         self.running = True
         self.dump_requested = False
+        from .serialization import serialize
+
+        self._true_value = serialize(True).to_bytes()
         self.actors = ActorManager(self)
+        self.placement_groups = PlacementGroupTable(self.scheduler)
         self.finished_tasks: deque = deque(maxlen=self.config.task_history)  # for the state API
         self.exited_worker_pids: dict = {}
         self.parked: list = []  # allocations waiting for pins to be handed back
@@ -119,6 +124,8 @@ class NodeManagerService:
             protocol.ActorExited: lambda client_id, message: self.actors.exited(message.actor_id, message.reason),
             protocol.ListActors: self._on_list_actors,
             protocol.StateQuery: self._on_state_query,
+            protocol.CreatePlacementGroup: self._on_create_placement_group,
+            protocol.RemovePlacementGroup: self._on_remove_placement_group,
         }
 
     # -- start and stop ---------------------------------------------------------------------
@@ -369,6 +376,9 @@ class NodeManagerService:
         if record is not None and record.kind == "driver":
             self.control.finish_job(client_id.hex())
             self.actors.owner_gone(client_id)
+            for group in list(self.placement_groups.groups.values()):
+                if group.owner_id == client_id and group.lifetime != "detached":
+                    self._remove_placement_group(group.placement_group_id)
             # Tasks a departed driver owns are no longer wanted.
             for task in list(self.tasks.values()):
                 if task.spec.owner_id == client_id and task.state in (WAITING, QUEUED):
@@ -433,6 +443,9 @@ class NodeManagerService:
             self._make_ready(record)
 
     def _schedule(self) -> None:
+        if self.placement_groups.pending:
+            for placement_group_id in self.placement_groups.place_pending():
+                self._publish(ObjectValue(ready_object_id(placement_group_id), self._true_value, -1, 0, False, []), None)
         if self.actors.pending:
             self.actors.place_pending()
         dispatches, to_start = self.scheduler.schedule(time.monotonic())
@@ -501,6 +514,29 @@ class NodeManagerService:
 
     def make_error_value(self, kind: str, spec: TaskSpec | None, details: dict | None) -> ObjectValue:
         return error_value(kind, spec, details)
+
+    def _on_create_placement_group(self, client_id: bytes, message: protocol.CreatePlacementGroup) -> None:
+        self.placement_groups.create(client_id, message)
+        self.objects.hold([ready_object_id(message.placement_group_id)])  # ready() works any time
+
+    def _on_remove_placement_group(self, client_id: bytes, message: protocol.RemovePlacementGroup) -> None:
+        self._remove_placement_group(message.placement_group_id)
+
+    def _remove_placement_group(self, placement_group_id: bytes) -> None:
+        record = self.placement_groups.remove(placement_group_id)
+        if record is None:
+            return
+        ready_id = ready_object_id(placement_group_id)
+        entry = self.objects.get(ready_id)
+        if entry is not None and not entry.ready:
+            error = error_value("placement_group_removed", None, {"name": record.name})
+            self._publish(ObjectValue(ready_id, error.data, -1, 0, True, []), None)
+        self._apply_frees(self.objects.unhold([ready_id]))
+        # Actors placed in the group go with it, as in Ray.
+        for actor in list(self.actors.actors.values()):
+            if any(self.placement_groups.is_member_resource(name, placement_group_id) for name in actor.spec.placement):
+                actor.exit_reason = "its placement group was removed."
+                self.actors.kill(actor.spec.actor_id, no_restart=True)
 
     def _on_state_query(self, client_id: bytes, message: protocol.StateQuery) -> None:
         builder = state_view.BUILDERS.get(message.kind)

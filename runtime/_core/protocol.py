@@ -368,6 +368,20 @@ class StateQuery:
     kind: str
 
 
+@record(31)
+class CreatePlacementGroup:
+    placement_group_id: bytes
+    name: str
+    bundles: list  # resource dicts
+    strategy: str  # PACK, SPREAD, STRICT_PACK, STRICT_SPREAD
+    lifetime: str | None
+
+
+@record(32)
+class RemovePlacementGroup:
+    placement_group_id: bytes
+
+
 @record(50)
 class StateReply:
     request_id: int

@@ -153,5 +153,5 @@ BUILDERS = {
     "actors": actor_rows,
     "objects": object_rows,
     "jobs": job_rows,
-    "placement_groups": lambda service: [],
+    "placement_groups": lambda service: service.placement_groups.rows(),
 }

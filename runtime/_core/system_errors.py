@@ -29,6 +29,10 @@ def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseEx
         if spec is not None and spec.actor_creation is not None:
             return exceptions.ActorUnschedulableError(details.get("message"))
         return exceptions.TaskUnschedulableError(details.get("message"))
+    if kind == "placement_group_removed":
+        return exceptions.PlacementGroupSchedulingError(
+            f"placement group {details.get('name') or ''!s} was removed before it could be created"
+        )
     if kind == "store_full":
         return exceptions.ObjectStoreFullError(details.get("message", "object store full"))
     return exceptions.RaySystemError(f"{kind}: {details}")

@@ -34,4 +34,25 @@ class NodeAffinitySchedulingStrategy:
         return f"NodeAffinitySchedulingStrategy(node_id={self.node_id!r}, soft={self.soft})"
 
 
-__all__ = ["NodeAffinitySchedulingStrategy"]
+class PlacementGroupSchedulingStrategy:
+    """Run inside a placement group: in bundle `placement_group_bundle_index`, or any (-1)."""
+
+    _scheduling_kind = "PLACEMENT_GROUP"
+
+    def __init__(self, placement_group, placement_group_bundle_index: int = -1, placement_group_capture_child_tasks=None):
+        from .placement_group import PlacementGroup
+
+        if not isinstance(placement_group, PlacementGroup):
+            raise TypeError(f"placement_group must be a PlacementGroup, got {type(placement_group).__name__}")
+        self.placement_group = placement_group
+        self.placement_group_bundle_index = placement_group_bundle_index
+        self.placement_group_capture_child_tasks = placement_group_capture_child_tasks
+
+    def _wire(self) -> None:
+        return None  # resolved on the client: the request is rewritten into the group's resources
+
+    def __repr__(self) -> str:
+        return f"PlacementGroupSchedulingStrategy({self.placement_group!r}, {self.placement_group_bundle_index})"
+
+
+__all__ = ["NodeAffinitySchedulingStrategy", "PlacementGroupSchedulingStrategy"]

@@ -29,6 +29,8 @@ from shoal._core.protocol import (
     RevokePins,
     StateQuery,
     StateReply,
+    CreatePlacementGroup,
+    RemovePlacementGroup,
     ExportFunction,
     GetObjects,
     LogRecord,
@@ -147,6 +149,9 @@ SAMPLES = [
     ListActorsReply(5, [{"actor_id": "0b" * 16, "state": "ALIVE", "pid": 12}]),
     RevokePins([OBJECT_ID, b"\x05" * 20]),
     StateQuery(6, "tasks"),
+    CreatePlacementGroup(b"\x0c" * 16, "pair", [{"CPU": 1.0}, {"CPU": 1.0, "GPU": 0.5}], "STRICT_SPREAD", "detached"),
+    CreatePlacementGroup(b"\x0c" * 16, "", [{"CPU": 1.0}], "PACK", None),
+    RemovePlacementGroup(b"\x0c" * 16),
     StateReply(6, [{"task_id": "ab", "state": "FINISHED", "worker_pid": None}]),
 ]
 
