@@ -38,7 +38,7 @@ class RuntimeConfig:
     pipeline_depth: int = 32
     fast_task_threshold_s: float = 0.002
     log_flush_interval_s: float = 0.05
-    parent_check_interval_s: float = 0.5
+    parent_check_interval_s: float = 0.5  # also the event stream's snapshot interval
     shutdown_timeout_s: float = 5.0
     allocation_wait_s: float = 5.0  # how long a put waits for readers to release the store
     task_history: int = 10_000  # finished tasks the state API can list

@@ -60,9 +60,9 @@ def new_session_dir() -> str:
 _SOCKET_PATH_MAX = 100  # sockaddr_un.sun_path holds 108 bytes on Linux
 
 
-def node_socket_path(session_dir: str) -> str:
-    """The node manager's ipc socket: in the session dir, or a short private dir if too long."""
-    path = os.path.join(session_dir, "node.sock")
+def node_socket_path(session_dir: str, name: str = "node") -> str:
+    """A node's ipc socket: in the session dir, or a short private dir if that path is too long."""
+    path = os.path.join(session_dir, f"{name}.sock")
     if len(path) <= _SOCKET_PATH_MAX:
         return path
     import hashlib
@@ -71,17 +71,18 @@ def node_socket_path(session_dir: str) -> str:
     os.makedirs(short_dir, mode=0o700, exist_ok=True)
     os.chmod(short_dir, 0o700)
     digest = hashlib.blake2b(session_dir.encode(), digest_size=8).hexdigest()
-    return os.path.join(short_dir, f"{digest}.sock")
+    return os.path.join(short_dir, f"{digest}-{name}.sock")
 
 
 def remove_session_dir(path: str | None) -> None:
     if path and os.path.basename(path).startswith("session_"):
-        socket_path = node_socket_path(path)
-        if not socket_path.startswith(path):
-            try:
-                os.unlink(socket_path)
-            except OSError:
-                pass
+        for name in ("node", "events"):
+            socket_path = node_socket_path(path, name)
+            if not socket_path.startswith(path):
+                try:
+                    os.unlink(socket_path)
+                except OSError:
+                    pass
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -98,6 +98,9 @@ class NodeManagerService:
 
         self._true_value = serialize(True).to_bytes()
         self.actors = ActorManager(self)
+        self.snapshot_sequence = 0
+        self.finished_count = 0
+        self.failed_count = 0
         self.placement_groups = PlacementGroupTable(self.scheduler)
         self.finished_tasks: deque = deque(maxlen=self.config.task_history)  # for the state API
         self.exited_worker_pids: dict = {}
@@ -138,6 +141,10 @@ class NodeManagerService:
         self.router.setsockopt(zmq.RCVHWM, 0)
         self.router.setsockopt(zmq.SNDHWM, 0)
         self.router.bind(self.endpoint)
+        self.events = self.context.socket(zmq.PUB)
+        self.events.setsockopt(zmq.LINGER, 0)
+        self.events.setsockopt(zmq.SNDHWM, 16)
+        self.events.bind(f"ipc://{lifecycle.node_socket_path(self.session_dir, 'events')}")
         self.signal_read, self.signal_write = socket.socketpair()
         self.signal_read.setblocking(False)
         self.signal_write.setblocking(False)
@@ -198,6 +205,7 @@ class NodeManagerService:
             lifecycle.kill_quietly(pid)
         self.template.close(self.config.shutdown_timeout_s)
         self.router.close(linger=0)
+        self.events.close(linger=0)
         self.context.term()
         self.store.close()
         if self.owns_session_dir:
@@ -280,7 +288,28 @@ class NodeManagerService:
             except zmq.ZMQError as exc:
                 logger.warning("could not send to %s: %s", client_id.hex(), exc)
 
+    def _publish_snapshot(self) -> None:
+        """The event stream: one small aggregate per tick, whatever the task rate."""
+        self.snapshot_sequence += 1
+        tasks_by_state: dict = {"FINISHED": self.finished_count, "FAILED": self.failed_count}
+        for record in self.tasks.values():
+            state = state_view.live_state(record.state)
+            tasks_by_state[state] = tasks_by_state.get(state, 0) + 1
+        actors_by_state: dict = {}
+        for actor in self.actors.actors.values():
+            actors_by_state[actor.state] = actors_by_state.get(actor.state, 0) + 1
+        snapshot = protocol.ClusterSnapshot(
+            self.snapshot_sequence, time.time(), self.node_id.hex(), self.scheduler.total_dict(),
+            self.scheduler.available_dict(), self.store.used_bytes, self.store.capacity_bytes,
+            tasks_by_state, actors_by_state, len(self.worker_pids),
+        )
+        try:
+            self.events.send(protocol.encode(snapshot), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
     def _housekeeping(self, now: float) -> None:
+        self._publish_snapshot()
         if self.parent_pid and not lifecycle.pid_alive(self.parent_pid):
             logger.info("parent %s exited; stopping", self.parent_pid)
             self.running = False
@@ -604,6 +633,10 @@ class NodeManagerService:
     ) -> None:
         spec = record.spec
         failed = bool(values) and values[0].is_error
+        if failed:
+            self.failed_count += 1
+        else:
+            self.finished_count += 1
         self.finished_tasks.append(
             state_view.task_summary(
                 record, "FAILED" if failed else "FINISHED",

@@ -382,6 +382,22 @@ class RemovePlacementGroup:
     placement_group_id: bytes
 
 
+@record(51)
+class ClusterSnapshot:
+    """Published by the node manager about twice a second on its event socket (PUB)."""
+
+    sequence: int
+    time: float
+    node_id: str
+    resources_total: dict
+    resources_available: dict
+    object_store_used_bytes: int
+    object_store_total_bytes: int
+    tasks_by_state: dict  # live tasks by state, plus FINISHED/FAILED counts since start
+    actors_by_state: dict
+    num_workers: int
+
+
 @record(50)
 class StateReply:
     request_id: int

@@ -15,6 +15,10 @@ _TASK_STATES = {
 }
 
 
+def live_state(state: str) -> str:
+    return _TASK_STATES.get(state, state)
+
+
 def task_summary(record, state: str, error_type: str | None, now: float) -> tuple:
     """What a finished task leaves in the history: a small tuple, cheap at full task rate."""
     spec = record.spec

@@ -136,6 +136,7 @@ def summarize_objects(**_) -> dict:
 
 
 __all__ = [
+    "ClusterEvents",
     "StateRow",
     "list_actors",
     "list_jobs",
@@ -148,3 +149,53 @@ __all__ = [
     "summarize_objects",
     "summarize_tasks",
 ]
+
+
+class ClusterEvents:
+    """The cluster's event stream: a snapshot about twice a second, newest first.
+
+    Each snapshot is a dict with resources_total/resources_available, object store use,
+    tasks_by_state (live tasks, plus FINISHED/FAILED since the node started), actors_by_state
+    and num_workers. Widgets and the JupyterLab panel read it; close() when done.
+
+    Example:
+        with ClusterEvents() as events:
+            snapshot = events.next(timeout_s=2)
+    """
+
+    def __init__(self):
+        import zmq
+
+        from .._core import lifecycle
+
+        client = api._client_for_submit()
+        self._context = zmq.Context.instance()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.CONFLATE, 1)  # only the newest snapshot matters
+        self._socket.setsockopt(zmq.SUBSCRIBE, b"")
+        self._socket.connect(f"ipc://{lifecycle.node_socket_path(client.node_info.session_dir, 'events')}")
+        self._zmq = zmq
+
+    def next(self, timeout_s: float | None = None) -> dict | None:
+        """The next snapshot, or None if none arrives within `timeout_s`."""
+        from .._core import protocol
+
+        if self._socket is None:
+            raise RuntimeError("ClusterEvents is closed")
+        timeout_ms = -1 if timeout_s is None else int(timeout_s * 1000)
+        if not self._socket.poll(timeout_ms):
+            return None
+        snapshot = protocol.decode(self._socket.recv())
+        return {name: getattr(snapshot, name) for name in snapshot.FIELDS}
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def __enter__(self) -> "ClusterEvents":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

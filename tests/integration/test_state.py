@@ -124,3 +124,18 @@ def test_cli_list_and_summary(tmp_path):
         assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
     finally:
         subprocess.run(cli + ["stop"], capture_output=True, env=env, timeout=60)
+
+
+def test_event_stream_snapshots(cluster):
+    with state.ClusterEvents() as events:
+        first = events.next(timeout_s=5)
+        assert first is not None and first["resources_total"]["CPU"] == 2
+        shoal.get([quick.remote(i) for i in range(20)])
+        deadline = time.monotonic() + 10
+        latest = first
+        while time.monotonic() < deadline and latest["tasks_by_state"].get("FINISHED", 0) < first["tasks_by_state"].get("FINISHED", 0) + 20:
+            latest = events.next(timeout_s=2) or latest
+        assert latest["tasks_by_state"]["FINISHED"] >= first["tasks_by_state"].get("FINISHED", 0) + 20
+        assert latest["sequence"] > first["sequence"]
+    with pytest.raises(RuntimeError, match="closed"):
+        events.next(timeout_s=0)

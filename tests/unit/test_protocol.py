@@ -31,6 +31,7 @@ from shoal._core.protocol import (
     StateReply,
     CreatePlacementGroup,
     RemovePlacementGroup,
+    ClusterSnapshot,
     ExportFunction,
     GetObjects,
     LogRecord,
@@ -152,6 +153,7 @@ SAMPLES = [
     CreatePlacementGroup(b"\x0c" * 16, "pair", [{"CPU": 1.0}, {"CPU": 1.0, "GPU": 0.5}], "STRICT_SPREAD", "detached"),
     CreatePlacementGroup(b"\x0c" * 16, "", [{"CPU": 1.0}], "PACK", None),
     RemovePlacementGroup(b"\x0c" * 16),
+    ClusterSnapshot(7, 1.5e9, "ab" * 16, {"CPU": 2.0}, {"CPU": 1.0}, 10, 100, {"RUNNING": 1, "FINISHED": 9}, {"ALIVE": 2}, 3),
     StateReply(6, [{"task_id": "ab", "state": "FINISHED", "worker_pid": None}]),
 ]
 
