@@ -156,6 +156,7 @@ def init(
     runtime_env: dict | None = None,
     ignore_reinit_error: bool = False,
     log_to_driver: bool = True,
+    _token: str | None = None,
     **kwargs,
 ) -> RayContext:
     """Start or connect to a shoal cluster.
@@ -224,6 +225,7 @@ def init(
         namespace = namespace or f"anonymous_{os.urandom(4).hex()}"
         env_vars = (runtime_env or {}).get("env_vars")
         head = None
+        token = None
         if address is None or address == "local":
             store_bytes = object_store_memory or config.default_object_store_bytes()
             total = node_launcher.node_resources(num_cpus, num_gpus, resources, store_bytes, "127.0.0.1")
@@ -241,11 +243,8 @@ def init(
             elif address.startswith("ipc://"):
                 endpoint = address
             else:
-                raise ConnectionError(
-                    f"Could not connect to {address!r}: joining a cluster on another machine needs multi-node "
-                    "support, which this version of shoal does not have. Use address='auto' on this machine."
-                )
-        client = CoreClient(endpoint, "driver", namespace=namespace)
+                endpoint, token = _tcp_endpoint(address, _token)
+        client = CoreClient(endpoint, "driver", namespace=namespace, token=token)
         try:
             client.connect()
         except BaseException:
@@ -261,6 +260,24 @@ def init(
         task_context.process.job_id = client.client_id[:4].hex()
         _session = session
         return _context(session)
+
+
+def _tcp_endpoint(address: str, token: str | None) -> tuple[str, str]:
+    """tcp:// endpoint and token for `init(address="host:port")`."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"address must be 'auto', 'local' or 'host:port', got {address!r}")
+    token = token or config.cluster_token()
+    if token is None:
+        local = node_launcher.read_address()
+        if local is not None and local.tcp_address and local.tcp_address.endswith(":" + port):
+            token = local.token
+    if not token:
+        raise ConnectionError(
+            f"Connecting to {address} needs the cluster's token: set SHOAL_TOKEN to the token that "
+            "`shoal start --port ...` printed."
+        )
+    return f"tcp://{host}:{port}", token
 
 
 def _freeze(value):

@@ -34,14 +34,29 @@ def _start(args: argparse.Namespace) -> int:
         if not isinstance(resources, dict):
             print("--resources must be a JSON object of name to amount", file=sys.stderr)
             return 2
+    if args.address:
+        print(
+            "Joining another node's cluster (--address) needs multi-node support, which this version of "
+            "shoal does not have yet. Drivers on other machines can connect to a head started with --port.",
+            file=sys.stderr,
+        )
+        return 2
+    bind_host = args.bind or args.node_ip_address or "127.0.0.1"
+    node_ip = args.node_ip_address or "127.0.0.1"
     store_bytes = args.object_store_memory or config.default_object_store_bytes()
-    total = node_launcher.node_resources(args.num_cpus, args.num_gpus, resources, store_bytes, "127.0.0.1")
-    head = node_launcher.start_node(total, store_bytes, None, embedded=args.block)
+    total = node_launcher.node_resources(args.num_cpus, args.num_gpus, resources, store_bytes, node_ip)
+    head = node_launcher.start_node(
+        total, store_bytes, None, node_ip=node_ip, embedded=args.block, tcp_port=args.port, bind_host=bind_host
+    )
     node_launcher.write_address(head)
     print(f"Started a shoal node (node manager pid {head.pid}).")
     print(f"  address: {head.endpoint}")
     print(f"  session: {head.session_dir}")
     print("Connect from Python on this machine with:  shoal.init(address='auto')")
+    if head.tcp_address:
+        print(f"  TCP address: {head.tcp_address} (only clients holding the token can connect)")
+        print(f"  token: {head.token}")
+        print(f"From another machine:  SHOAL_TOKEN={head.token} python -c \"import shoal; shoal.init(address='{head.tcp_address}')\"")
     print("Stop it with:  shoal stop")
     sys.stdout.flush()
     if not args.block:
@@ -200,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--resources", default=None, help="custom resources as JSON, e.g. '{\"big_mem\": 1}'")
     start.add_argument("--object-store-memory", type=int, default=None, help="object store size in bytes")
     start.add_argument("--block", action="store_true", help="stay in the foreground; Ctrl-C stops the node")
+    start.add_argument("--port", type=int, default=None, help="also listen on this TCP port (token-authenticated)")
+    start.add_argument("--node-ip-address", default=None, help="this node's address (TCP binds to it)")
+    start.add_argument("--bind", default=None, help="address the TCP port binds to (default 127.0.0.1)")
+    start.add_argument("--address", default=None, help="join the cluster whose head is at HOST:PORT")
+    start.add_argument("--token", default=None, help="the cluster token (or SHOAL_TOKEN)")
     start.set_defaults(run=_start)
     stop = commands.add_parser("stop", help="stop the shoal cluster running on this machine")
     stop.set_defaults(run=_stop)

@@ -20,6 +20,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
 from typing import Callable
 
@@ -41,6 +42,9 @@ _REPLIES = (
 )
 
 
+_REFUSED = object()
+
+
 class _Reply:
     __slots__ = ("event", "value")
 
@@ -50,8 +54,12 @@ class _Reply:
 
 
 class CoreClient:
-    def __init__(self, endpoint: str, kind: str, client_id: bytes | None = None, namespace: str | None = None):
+    def __init__(
+        self, endpoint: str, kind: str, client_id: bytes | None = None, namespace: str | None = None, token: str | None = None
+    ):
         self.endpoint = endpoint
+        self.token = token
+        self.remote = endpoint.startswith("tcp://")  # another machine: objects travel inline
         self.kind = kind
         self.client_id = client_id or os.urandom(16)
         self.namespace = namespace
@@ -86,29 +94,60 @@ class CoreClient:
         socket.setsockopt(zmq.SNDHWM, 0)
         socket.setsockopt(zmq.RCVHWM, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 20)
+        if self.remote:
+            from . import auth
+
+            auth.secure_client(socket, self.token or "")
         socket.connect(self.endpoint)
         return socket
 
     def connect(self, timeout_s: float = 30.0) -> protocol.RegisterClientReply:
         self.context = zmq.Context(io_threads=1)
         self.socket = self._dealer(self.client_id)
+        monitor = self.socket.get_monitor_socket() if self.remote else None
         self.send_socket = self._dealer(self.client_id + b"\x01")
         registered = self._requests[-1] = _Reply()
         self._thread = threading.Thread(target=self._run, name=f"shoal-io-{self.kind}", daemon=True)
         self._thread.start()
         try:
-            reply = registered.value if registered.event.wait(timeout_s) else None
+            reply = self._await_registration(registered, monitor, timeout_s)
         finally:
             self._requests.pop(-1, None)
+            if monitor is not None:
+                monitor.close(linger=0)
+        if reply is _REFUSED:
+            self.close()
+            raise ConnectionError(
+                f"the shoal cluster at {self.endpoint} refused the connection: the token is wrong "
+                "or missing (set SHOAL_TOKEN to the token `shoal start` printed)"
+            )
         if reply is None:
             self.close()
             raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
         self.node_info = reply
-        from .shared_arena import SharedArena
+        if not self.remote:
+            from .shared_arena import SharedArena
 
-        pid, fd, capacity = reply.arena
-        self.arena = SharedArena.attach(pid, fd, capacity)
+            pid, fd, capacity = reply.arena
+            self.arena = SharedArena.attach(pid, fd, capacity)
         return reply
+
+    def _await_registration(self, registered: "_Reply", monitor, timeout_s: float):
+        """Wait for the node manager's answer; over TCP, fail fast if the token is refused."""
+        if monitor is None:
+            return registered.value if registered.event.wait(timeout_s) else None
+        from zmq.utils.monitor import recv_monitor_message
+
+        refused = {getattr(zmq, name) for name in ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL") if hasattr(zmq, name)}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if registered.event.wait(0.05):
+                return registered.value
+            while monitor.poll(0):
+                event = recv_monitor_message(monitor)
+                if event["event"] in refused:
+                    return _REFUSED
+        return None
 
     def close(self) -> None:
         if self._closed:

@@ -42,6 +42,7 @@ class RuntimeConfig:
     shutdown_timeout_s: float = 5.0
     allocation_wait_s: float = 5.0  # how long a put waits for readers to release the store
     task_history: int = 10_000  # finished tasks the state API can list
+    max_message_bytes: int = 4 * 1024**3  # largest frame accepted over TCP
     prestart_workers: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -62,6 +63,10 @@ def load_config() -> RuntimeConfig:
 def temp_root() -> str:
     """Where session directories live: under the system temp dir, honouring TMPDIR."""
     return os.path.join(tempfile.gettempdir(), f"shoal-{os.getuid()}")
+
+
+def cluster_token() -> str | None:
+    return os.environ.get("SHOAL_TOKEN") or None
 
 
 def noninteractive() -> bool:

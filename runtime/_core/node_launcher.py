@@ -28,6 +28,8 @@ class HeadProcess:
     pid: int
     endpoint: str
     session_dir: str
+    tcp_address: str | None = None  # host:port when the node listens on TCP
+    token: str | None = None
 
 
 def detect_gpus() -> int:
@@ -65,8 +67,16 @@ def start_node(
     env_vars: dict | None,
     node_ip: str = "127.0.0.1",
     embedded: bool = True,
+    tcp_port: int | None = None,
+    bind_host: str | None = None,
 ) -> HeadProcess:
     session_dir = lifecycle.new_session_dir()
+    token = None
+    if tcp_port is not None:
+        from . import auth
+
+        token = auth.new_token()
+        auth.write_token(session_dir, token)
     options = {
         "session_dir": session_dir,
         "node_id": os.urandom(16).hex(),
@@ -76,6 +86,9 @@ def start_node(
         "env_vars": env_vars or {},
         "parent_pid": os.getpid() if embedded else None,
         "owns_session_dir": True,
+        "tcp_port": tcp_port,
+        "bind_host": bind_host or "127.0.0.1",
+        "token": token,
     }
     log = open(os.path.join(session_dir, "logs", "node_manager.err"), "ab")
     process = subprocess.Popen(
@@ -97,7 +110,8 @@ def start_node(
         stop_node(HeadProcess(process, process.pid, "", session_dir))
         raise RuntimeError(f"the shoal node manager failed to start: {line.strip() or 'no output'}\n{tail}")
     process.stdout.close()
-    return HeadProcess(process, process.pid, line.split(" ", 1)[1].strip(), session_dir)
+    tcp_address = f"{bind_host or '127.0.0.1'}:{tcp_port}" if tcp_port is not None else None
+    return HeadProcess(process, process.pid, line.split(" ", 1)[1].strip(), session_dir, tcp_address, token)
 
 
 def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
@@ -159,7 +173,11 @@ def address_file() -> str:
 def write_address(head: HeadProcess) -> None:
     os.makedirs(config.temp_root(), mode=0o700, exist_ok=True)
     with open(address_file(), "w") as handle:
-        json.dump({"endpoint": head.endpoint, "pid": head.pid, "session_dir": head.session_dir}, handle)
+        json.dump(
+            {"endpoint": head.endpoint, "pid": head.pid, "session_dir": head.session_dir, "tcp_address": head.tcp_address},
+            handle,
+        )
+    os.chmod(address_file(), 0o600)
 
 
 def read_address() -> HeadProcess | None:
@@ -170,7 +188,11 @@ def read_address() -> HeadProcess | None:
         return None
     if not lifecycle.pid_alive(data["pid"]):
         return None
-    return HeadProcess(None, data["pid"], data["endpoint"], data["session_dir"])
+    from . import auth
+
+    return HeadProcess(
+        None, data["pid"], data["endpoint"], data["session_dir"], data.get("tcp_address"), auth.read_token(data["session_dir"])
+    )
 
 
 def clear_address() -> None:

@@ -60,6 +60,7 @@ class ClientRecord:
     pid: int
     functions_seen: set = field(default_factory=set)
     started_at: float = 0.0
+    remote: bool = False  # connected over TCP: no access to this node's shared memory
 
 
 class NodeManagerService:
@@ -145,6 +146,11 @@ class NodeManagerService:
         self.events.setsockopt(zmq.LINGER, 0)
         self.events.setsockopt(zmq.SNDHWM, 16)
         self.events.bind(f"ipc://{lifecycle.node_socket_path(self.session_dir, 'events')}")
+        self.tcp_router = None
+        self.authenticator = None
+        self.remote_senders: set = set()
+        if self.options.get("tcp_port") is not None:
+            self._bind_tcp(self.options.get("bind_host") or "127.0.0.1", int(self.options["tcp_port"]))
         self.signal_read, self.signal_write = socket.socketpair()
         self.signal_read.setblocking(False)
         self.signal_write.setblocking(False)
@@ -156,6 +162,22 @@ class NodeManagerService:
         self._template_buffer = b""
         if self.target_pool:
             self._start_workers(self.target_pool)
+
+    def _bind_tcp(self, host: str, port: int) -> None:
+        """The cluster's TCP port: CURVE-encrypted, and only clients holding the token get in."""
+        from . import auth
+
+        token = self.options["token"]
+        self.authenticator = auth.TokenAuthenticator(self.context, token)
+        self.tcp_router = self.context.socket(zmq.ROUTER)
+        self.tcp_router.setsockopt(zmq.LINGER, 0)
+        self.tcp_router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self.tcp_router.setsockopt(zmq.RCVHWM, 0)
+        self.tcp_router.setsockopt(zmq.SNDHWM, 0)
+        self.tcp_router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        auth.secure_server(self.tcp_router, token)
+        self.tcp_router.bind(f"tcp://{host}:{port}")
+        self.tcp_endpoint = f"tcp://{host}:{port}"
 
     def _on_signal(self, signum, frame) -> None:
         self.running = False
@@ -206,6 +228,9 @@ class NodeManagerService:
         self.template.close(self.config.shutdown_timeout_s)
         self.router.close(linger=0)
         self.events.close(linger=0)
+        if self.tcp_router is not None:
+            self.tcp_router.close(linger=0)
+            self.authenticator.stop()
         self.context.term()
         self.store.close()
         if self.owns_session_dir:
@@ -218,11 +243,15 @@ class NodeManagerService:
         poller.register(self.router, zmq.POLLIN)
         poller.register(self.template.read_fd, zmq.POLLIN)
         poller.register(self.signal_read.fileno(), zmq.POLLIN)
+        if self.tcp_router is not None:
+            poller.register(self.tcp_router, zmq.POLLIN)
         next_housekeeping = 0.0
         while self.running:
             events = dict(poller.poll(100))
             if self.router in events:
                 self._drain_router()
+            if self.tcp_router is not None and self.tcp_router in events:
+                self._drain_router(self.tcp_router)
             if self.template.read_fd in events:
                 self._read_template()
             if self.signal_read.fileno() in events:
@@ -240,14 +269,17 @@ class NodeManagerService:
                 next_housekeeping = now + self.config.parent_check_interval_s
                 self._housekeeping(now)
 
-    def _drain_router(self) -> None:
-        router = self.router
+    def _drain_router(self, router=None) -> None:
+        router = router or self.router
+        remote = router is not self.router
         for _ in range(1000):
             try:
                 frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
             client_id = frames[0][:16]  # a client's send socket adds one byte to its id
+            if remote:
+                self.remote_senders.add(client_id)
             for frame in frames[1:]:
                 try:
                     message = protocol.decode(frame)
@@ -283,8 +315,9 @@ class NodeManagerService:
                     frames.append(protocol.encode(message))
             if ready:
                 frames.append(protocol.encode(protocol.ObjectsReady(ready)))
+            router = self.tcp_router if self.clients[client_id].remote else self.router
             try:
-                self.router.send_multipart(frames, zmq.NOBLOCK)
+                router.send_multipart(frames, zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 logger.warning("could not send to %s: %s", client_id.hex(), exc)
 
@@ -315,7 +348,7 @@ class NodeManagerService:
             self.running = False
             return
         for client_id, record in list(self.clients.items()):
-            if record.kind == "driver" and not lifecycle.pid_alive(record.pid):
+            if record.kind == "driver" and not record.remote and not lifecycle.pid_alive(record.pid):
                 self._client_gone(client_id)
         if self.parked or self.parked_deliveries:
             self._retry_parked(now)
@@ -384,7 +417,11 @@ class NodeManagerService:
     # -- clients ----------------------------------------------------------------------------
 
     def _on_register(self, client_id: bytes, message: protocol.RegisterClient) -> None:
-        self.clients[client_id] = ClientRecord(client_id, message.kind, message.pid, started_at=time.time())
+        remote = client_id in self.remote_senders
+        if remote and message.kind != "driver":
+            logger.warning("refusing a %s registering over TCP: only drivers may connect remotely", message.kind)
+            return
+        self.clients[client_id] = ClientRecord(client_id, message.kind, message.pid, started_at=time.time(), remote=remote)
         self._send(
             client_id,
             protocol.RegisterClientReply(
@@ -583,6 +620,9 @@ class NodeManagerService:
         disk and sent inline.
         """
         value = entry.value
+        client = self.clients.get(client_id)
+        if value.data is None and client is not None and client.remote:
+            return self._inline_copy(entry)
         if value.data is None:
             if value.shm_offset < 0:
                 try:
@@ -598,6 +638,17 @@ class NodeManagerService:
                 value = entry.value
             self.objects.pin(client_id, entry.object_id)
         return value
+
+    def _inline_copy(self, entry) -> ObjectValue:
+        """A remote client cannot map this node's memory: send the object's bytes."""
+        value = entry.value
+        if value.shm_offset >= 0:
+            view = self.store.arena.writable_view(value.shm_offset, value.shm_size)
+            data = bytes(view)
+            view.release()
+        else:
+            data = self.store.read_spilled(entry)
+        return ObjectValue(value.object_id, data, -1, 0, value.is_error, value.contained)
 
     def _release_delivered(self, client_id: bytes, values: list) -> None:
         ids = [v.object_id for v in values if v.data is None]
@@ -725,7 +776,8 @@ class NodeManagerService:
         for value in message.values:
             self.store.sealed(value)
             self._publish(value, None)
-            if value.data is None and self.objects.get(value.object_id) is not None:
+            client = self.clients.get(client_id)
+            if value.data is None and client is not None and not client.remote and self.objects.get(value.object_id) is not None:
                 self.objects.pin(client_id, value.object_id)  # the putter caches its location
 
     def _publish(self, value: ObjectValue, owner: bytes | None) -> None:

@@ -35,7 +35,8 @@ def materialize_location(client, location):
 
 def store_serialized(client, object_id: bytes, serialized, inline_max: int) -> ObjectValue:
     """Inline small values; write large ones into the arena."""
-    if serialized.total_bytes <= inline_max:
+    if serialized.total_bytes <= inline_max or client.arena is None:
+        # Small, or a remote client that cannot reach the node's shared memory.
         return ObjectValue(object_id, serialized.to_bytes(), -1, 0, False, serialized.contained)
     size = serialized.total_bytes
     reply = client.request(lambda request_id: AllocateObject(request_id, size))
