@@ -65,3 +65,17 @@ def __getattr__(name: str):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython) -> None:
+    """`%load_ext shoal`: register shoal's magics in `ipython`; starts no cluster."""
+    from .kernel_ext import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """`%unload_ext shoal`: remove shoal's magics and stop their background threads."""
+    from .kernel_ext import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,48 @@
+"""shoal's IPython extension: `%load_ext shoal` registers the magics and starts nothing.
+
+The cluster starts on the first `%%remote` / `%remote` (or with `%shoal init`).
+`%unload_ext shoal` removes the magics and stops the extension's background thread.
+IPython is imported here only when the extension is loaded, never by `import shoal`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+
+# The magics instance per shell, so unload removes exactly what load registered.
+_LOADED: dict[int, object] = {}
+
+
+def load_ipython_extension(ipython) -> None:
+    """Register shoal's magics (`%%remote`, `%remote`, `%remote_reset`, `%shoal`) in `ipython`.
+
+    Args:
+        ipython: The running InteractiveShell.
+    """
+    from .magics import ShoalMagics
+
+    if id(ipython) in _LOADED:
+        return
+    magics = ShoalMagics(ipython)
+    ipython.register_magics(magics)
+    _LOADED[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython) -> None:
+    """Remove shoal's magics from `ipython` and stop their background work.
+
+    The cluster, if one is running, stays up: `%shoal shutdown` (or `shoal.shutdown()`) stops it.
+
+    Args:
+        ipython: The running InteractiveShell.
+    """
+    magics = _LOADED.pop(id(ipython), None)
+    if magics is None:
+        return
+    magics.close()
+    registry = ipython.magics_manager.magics
+    for kind, names in magics.magics.items():
+        for name in names:
+            registry[kind].pop(name, None)
+    registry_instances = ipython.magics_manager.registry
+    registry_instances.pop(type(magics).__name__, None)

@@ -1,0 +1,83 @@
+"""`%load_ext shoal` starts nothing; the cluster starts on first use or `%shoal init`; unload and
+reload leave no thread behind. Each test owns any cluster it starts."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from IPython.core.error import UsageError
+
+import shoal
+
+pytestmark = pytest.mark.integration
+
+
+def thread_names() -> set[str]:
+    return {thread.name for thread in threading.enumerate()}
+
+
+@pytest.fixture
+def loaded(ipython_shell):
+    ipython_shell.run_line_magic("load_ext", "shoal")
+    yield ipython_shell
+    ipython_shell.run_line_magic("unload_ext", "shoal")
+    if shoal.is_initialized():
+        shoal.shutdown()
+
+
+def test_load_registers_magics_and_starts_nothing(ipython_shell):
+    before = thread_names()
+    ipython_shell.run_line_magic("load_ext", "shoal")
+    try:
+        magics = ipython_shell.magics_manager.magics
+        assert {"remote", "remote_reset", "shoal"} <= set(magics["line"])
+        assert "remote" in magics["cell"]
+        assert not shoal.is_initialized()
+        assert "not connected" in repr(ipython_shell.run_line_magic("shoal", "status"))
+        assert thread_names() == before
+    finally:
+        ipython_shell.run_line_magic("unload_ext", "shoal")
+    assert "remote" not in ipython_shell.magics_manager.magics["cell"]
+    assert "shoal" not in ipython_shell.magics_manager.magics["line"]
+
+
+def test_reload_and_unload_leave_no_threads(ipython_shell):
+    before = thread_names()
+    ipython_shell.run_line_magic("load_ext", "shoal")
+    ipython_shell.run_line_magic("reload_ext", "shoal")
+    assert "remote" in ipython_shell.magics_manager.magics["cell"]
+    ipython_shell.run_line_magic("unload_ext", "shoal")
+    assert thread_names() == before
+    assert not shoal.is_initialized()
+
+
+def test_first_use_starts_the_cluster_and_shutdown_stops_it(loaded):
+    assert loaded.run_line_magic("remote", "2 + 3") == 5
+    assert shoal.is_initialized()
+    assert loaded.run_line_magic("shoal", "shutdown") is None
+    assert not shoal.is_initialized()
+
+
+def test_async_cell_then_unload_stops_the_watcher(loaded):
+    loaded.run_cell_magic("remote", "--async --no-push", "import time\ntime.sleep(0.5)\n")
+    loaded.run_line_magic("unload_ext", "shoal")
+    assert "shoal-remote-cell-wait" not in thread_names()
+    loaded.run_line_magic("load_ext", "shoal")
+
+
+def test_shoal_init_with_options(loaded):
+    context = loaded.run_line_magic("shoal", "init --num-cpus 1")
+    assert shoal.cluster_resources()["CPU"] == 1
+    assert "address" in context._repr_html_()
+    with pytest.raises(UsageError, match="--bogus"):
+        loaded.run_line_magic("shoal", "init --bogus")
+    with pytest.raises(UsageError, match="--num-cpus"):
+        loaded.run_line_magic("shoal", "init --num-cpus lots")
+
+
+def test_commands_that_need_a_cluster_say_so(loaded):
+    with pytest.raises(UsageError, match="no cluster is running"):
+        loaded.run_line_magic("shoal", "tasks")
+    with pytest.raises(UsageError, match="no actor namespace"):
+        loaded.run_line_magic("remote_reset", "anything")

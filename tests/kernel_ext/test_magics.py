@@ -1,0 +1,214 @@
+"""`%%remote`, `%remote`, `%remote_reset` and `%shoal` in an in-process shell on a real cluster."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+import shoal
+from shoal.util import state
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def cell(shell, line: str, source: str):
+    """Run `%%remote line` over `source`; returns the magic's value, raises what it raises."""
+    return shell.run_cell_magic("remote", line, source)
+
+
+def test_reads_are_captured_and_assignments_pushed_back(shell):
+    shell.user_ns.update(base=10, unrelated=object())
+    value = cell(shell, "", "import math\ndoubled = base * 2\nroot = math.sqrt(doubled)\n")
+    assert value is None
+    assert shell.user_ns["doubled"] == 20
+    assert shell.user_ns["root"] == pytest.approx(20**0.5)
+
+
+def test_modules_are_not_pushed_back(shell):
+    shell.user_ns.pop("json", None)
+    cell(shell, "", "import json\nencoded = json.dumps([1])\n")
+    assert shell.user_ns["encoded"] == "[1]"
+    assert "json" not in shell.user_ns
+
+
+def test_last_expression_is_returned_and_becomes_out(shell):
+    shell.user_ns["side"] = 7
+    result = shell.run_cell("%%remote\narea = side * side\narea + 1\n", store_history=True)
+    assert result.error_in_exec is None and result.error_before_exec is None
+    assert result.result == 50
+    assert shell.user_ns["Out"][shell.execution_count - 1] == 50
+
+
+def test_no_push_leaves_the_namespace_alone(shell):
+    shell.user_ns.pop("kept_remote", None)
+    assert cell(shell, "--no-push", "kept_remote = 1\nkept_remote + 1") == 2
+    assert "kept_remote" not in shell.user_ns
+
+
+def test_out_chooses_the_names(shell):
+    for name in ("first_out", "second_out"):
+        shell.user_ns.pop(name, None)
+    cell(shell, "--out second_out", "first_out = 1\nsecond_out = 2\n")
+    assert shell.user_ns["second_out"] == 2
+    assert "first_out" not in shell.user_ns
+
+
+def test_capture_overrides_the_analysis(shell):
+    shell.user_ns.update(chosen=3, other=4)
+    assert cell(shell, "--capture chosen --no-push", "'other' in globals(), chosen") == (False, 3)
+    with pytest.raises(NameError):
+        cell(shell, "--no-capture --no-push", "chosen")
+    with pytest.raises(UsageError, match="not defined in the notebook: never_defined"):
+        cell(shell, "--capture never_defined", "1")
+
+
+def test_object_refs_are_resolved_on_the_worker(shell):
+    shell.user_ns["numbers_ref"] = shoal.put([1, 2, 3])
+    assert cell(shell, "--no-push", "sum(numbers_ref)") == 6
+
+
+def test_functions_defined_in_a_cell_come_back(shell):
+    cell(shell, "", "def triple(v):\n    return 3 * v\n")
+    assert shell.user_ns["triple"](2) == 6
+
+
+def test_unpicklable_results_stay_remote(shell, capsys):
+    shell.user_ns.pop("lock_remote", None)
+    cell(shell, "", "import threading\nlock_remote = threading.Lock()\nplain_remote = 1\n")
+    assert "lock_remote" not in shell.user_ns
+    assert shell.user_ns["plain_remote"] == 1
+    assert "lock_remote: not picklable" in capsys.readouterr().err
+
+
+def test_task_options_are_applied(shell):
+    value = cell(shell, "--num-cpus 1 --memory 0 --retries 1 --name named_cell --resources '{}'", "41 + 1")
+    assert value == 42
+    names = [row["name"] for row in state.list_tasks()]
+    assert "named_cell" in names
+
+
+@pytest.mark.parametrize(
+    ("line", "option"),
+    [
+        ("--bogus 1", "--bogus"),
+        ("--num-cpus many", "--num-cpus"),
+        ("--num-cpus -1", "--num-cpus"),
+        ("--resources not-json", "--resources"),
+        ("--resources '[1, 2]'", "--resources"),
+        ("--timeout -2", "--timeout"),
+        ("--out a,1b", "'1b'"),
+        ("--capture a --no-capture", "--no-capture"),
+        ("--out-ref not-a-name --async", "--out-ref"),
+    ],
+)
+def test_bad_options_name_the_option(shell, line, option):
+    with pytest.raises(UsageError) as raised:
+        cell(shell, line, "1")
+    assert option in str(raised.value)
+
+
+def test_timeout_raises_get_timeout_error(shell):
+    with pytest.raises(shoal.exceptions.GetTimeoutError):
+        cell(shell, "--timeout 0.3 --no-push", "import time\ntime.sleep(3)\n")
+
+
+def test_errors_point_at_the_cell_lines(shell):
+    source = "a = 1\nb = 2\nc = a + missing_name\n"
+    with pytest.raises(NameError) as raised:
+        cell(shell, "", source)
+    error = raised.value
+    assert isinstance(error, shoal.exceptions.RayTaskError)
+    text = "\n".join(error._render_traceback_())
+    assert 'File "<remote-cell-' in text
+    assert "line 3, in <module>" in text
+    assert "c = a + missing_name" in text
+
+
+def test_syntax_error_is_a_usage_error(shell):
+    with pytest.raises(UsageError, match="not valid Python"):
+        cell(shell, "", "x = (")
+
+
+def test_line_magic_evaluates_an_expression(shell):
+    shell.user_ns.update(left=5, right_ref=shoal.put(6))
+    assert shell.run_line_magic("remote", "left * right_ref") == 30
+    with pytest.raises(UsageError, match="not a single expression"):
+        shell.run_line_magic("remote", "y = 1")
+    with pytest.raises(UsageError):
+        shell.run_line_magic("remote", "")
+
+
+def test_async_binds_a_ref_and_pushes_when_done(shell):
+    shell.user_ns.pop("async_value", None)
+    shell.user_ns["async_input"] = 4
+    returned = cell(shell, "--async", "async_value = async_input * 10\nasync_value")
+    assert returned is None
+    ref = shell.user_ns["_remote"]
+    assert isinstance(ref, shoal.ObjectRef)
+    wait_for(lambda: shell.user_ns.get("async_value") == 40, 5, describe=lambda: repr(state.list_tasks()[-3:]))
+    assert shoal.get(ref).value == 40
+    cell(shell, "--async --out-ref custom_ref --no-push", "1")
+    assert shoal.get(shell.user_ns["custom_ref"]).value == 1
+
+
+def test_async_watcher_thread_ends_when_idle(shell):
+    import threading
+
+    cell(shell, "--async --no-push", "0")
+    wait_for(
+        lambda: not any(thread.name == "shoal-remote-cell-wait" for thread in threading.enumerate()),
+        5,
+        describe=lambda: str(threading.enumerate()),
+    )
+
+
+def test_actor_namespace_persists_and_resets(shell, capsys):
+    shell.user_ns.pop("actor_counter", None)
+    cell(shell, "--actor session --no-push", "actor_counter = 1\n")
+    assert cell(shell, "--actor session --no-push --no-capture", "actor_counter += 1\nactor_counter") == 2
+    assert cell(shell, "--actor session --no-capture", "actor_counter") == 2
+    shell.run_line_magic("remote_reset", "session")
+    assert "cleared" in capsys.readouterr().out
+    assert cell(shell, "--actor session --no-capture --no-push", "'actor_counter' in globals()") is False
+    with pytest.raises(UsageError, match="no actor namespace"):
+        shell.run_line_magic("remote_reset", "never_used")
+
+
+def test_shoal_status_tasks_actors(shell):
+    cell(shell, "--actor status_probe --no-push", "1")
+    status = shell.run_line_magic("shoal", "status")
+    assert "CPU: " in repr(status) and "tasks: " in repr(status)
+    assert "<table>" in status._repr_html_()
+    tasks = shell.run_line_magic("shoal", "tasks")
+    assert "_run_cell" in repr(tasks)
+    assert "<table class='shoal-state'>" in tasks._repr_html_()
+    actors = shell.run_line_magic("shoal", "actors")
+    assert "shoal-cell:status_probe" in repr(actors)
+    with pytest.raises(UsageError, match="unknown command 'bogus'"):
+        shell.run_line_magic("shoal", "bogus")
+    with pytest.raises(UsageError, match="takes no options"):
+        shell.run_line_magic("shoal", "status --now")
+
+
+def test_resources_json_is_parsed_without_shell_quotes():
+    from shoal.kernel_ext.magics import _remote_parser, _task_options
+
+    args = _remote_parser().parse_argstring("""--resources '{"accelerator": 0.5}' --num-gpus 1 --num-cpus 0.5""")
+    assert _task_options(args) == {"num_cpus": 0.5, "num_gpus": 1, "resources": {"accelerator": 0.5}}
+
+
+def test_unpicklable_capture_is_a_usage_error(shell):
+    import threading
+
+    shell.user_ns["lock_local"] = threading.Lock()
+    with pytest.raises(UsageError, match="cannot send 'lock_local'.*--capture"):
+        cell(shell, "--no-push", "lock_local")
+
+
+def test_async_failure_is_reported_and_raised_on_get(shell, capfd):
+    cell(shell, "--async --out-ref failing_ref", "raise ValueError('bad async cell')")
+    ref = shell.user_ns["failing_ref"]
+    with pytest.raises(ValueError, match="bad async cell"):
+        shoal.get(ref, timeout=5)
+    wait_for(lambda: "shoal.get(failing_ref) shows why" in capfd.readouterr().err, 5)
