@@ -27,11 +27,12 @@ import zmq
 from . import config, lifecycle, protocol, state_view
 from .actor_manager import ActorManager
 from .arena_store import ArenaStore
+from .object_handlers import ObjectHandlers
 from .control_store import ControlStore
-from .object_directory import FreeActions, ObjectDirectory
+from .object_directory import ObjectDirectory
 from .placement_groups import PlacementGroupTable, ready_object_id
 from .protocol import ObjectValue, TaskSpec
-from .scheduling import SchedulerState, to_shape
+from .scheduling import SchedulerState
 from .system_errors import error_value
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class ClientRecord:
     remote: bool = False  # connected over TCP: no access to this node's shared memory
 
 
-class NodeManagerService:
+class NodeManagerService(ObjectHandlers):
     def __init__(self, options: dict, template, template_options: dict):
         self.options = options
         self.template = template
@@ -612,49 +613,6 @@ class NodeManagerService:
     def _on_list_actors(self, client_id: bytes, message: protocol.ListActors) -> None:
         self._send(client_id, protocol.ListActorsReply(message.request_id, self.actors.listing(message.namespace)))
 
-    def _deliverable(self, client_id: bytes, entry, park: bool = False) -> ObjectValue | None:
-        """The value to send to a client; arena objects are restored if spilled and pinned.
-
-        When a spilled object cannot be restored because readers pin the whole arena, it is
-        either parked (`park`: pins are asked back and the delivery retried) or read from
-        disk and sent inline.
-        """
-        value = entry.value
-        client = self.clients.get(client_id)
-        if value.data is None and client is not None and client.remote:
-            return self._inline_copy(entry)
-        if value.data is None:
-            if value.shm_offset < 0:
-                try:
-                    self._apply_frees(self.store.restore(self.objects, entry))
-                except MemoryError:
-                    if park:
-                        self._revoke_for(value.shm_size)
-                        deadline = time.monotonic() + self.config.allocation_wait_s
-                        self.parked_deliveries.append((client_id, entry.object_id, deadline))
-                        return None
-                    data = self.store.read_spilled(entry)
-                    return ObjectValue(value.object_id, data, -1, 0, value.is_error, value.contained)
-                value = entry.value
-            self.objects.pin(client_id, entry.object_id)
-        return value
-
-    def _inline_copy(self, entry) -> ObjectValue:
-        """A remote client cannot map this node's memory: send the object's bytes."""
-        value = entry.value
-        if value.shm_offset >= 0:
-            view = self.store.arena.writable_view(value.shm_offset, value.shm_size)
-            data = bytes(view)
-            view.release()
-        else:
-            data = self.store.read_spilled(entry)
-        return ObjectValue(value.object_id, data, -1, 0, value.is_error, value.contained)
-
-    def _release_delivered(self, client_id: bytes, values: list) -> None:
-        ids = [v.object_id for v in values if v.data is None]
-        if ids:
-            self._apply_frees(self.objects.unpin(client_id, ids))
-
     def _on_tasks_done(self, client_id: bytes, message: protocol.TasksDone) -> None:
         now = time.monotonic()
         for result in message.results:
@@ -771,116 +729,6 @@ class NodeManagerService:
             self._send(owner, protocol.PublishLogs(records))
 
     # -- objects ----------------------------------------------------------------------------
-
-    def _on_put(self, client_id: bytes, message: protocol.PutObjects) -> None:
-        for value in message.values:
-            self.store.sealed(value)
-            self._publish(value, None)
-            client = self.clients.get(client_id)
-            if value.data is None and client is not None and not client.remote and self.objects.get(value.object_id) is not None:
-                self.objects.pin(client_id, value.object_id)  # the putter caches its location
-
-    def _publish(self, value: ObjectValue, owner: bytes | None) -> None:
-        """Seal a ready value, deliver it to subscribers and the owner, start waiting tasks."""
-        subscribers, runnable, frees = self.objects.seal(value)
-        self._apply_frees(frees)
-        for task_id in runnable:
-            waiting = self.tasks.get(task_id)
-            if waiting is not None and waiting.state == WAITING:
-                self._make_ready(waiting)
-            elif waiting is None:
-                self.actors.creation_args_ready(task_id)
-        entry = self.objects.get(value.object_id)
-        if entry is None:
-            return
-        for client_id in subscribers:
-            if client_id in self.clients:
-                self._send(client_id, protocol.ObjectsReady([self._deliverable(client_id, entry)]))
-        if owner is not None and owner in self.clients and owner not in subscribers:
-            # The owner learns the result is ready (arena values pinned for its cache).
-            self._send(owner, protocol.ObjectsReady([self._deliverable(owner, entry)]))
-
-    def _on_allocate(self, client_id: bytes, message: protocol.AllocateObject) -> None:
-        offset, frees, error = self.store.allocate(client_id, message.size_bytes, self.objects)
-        self._apply_frees(frees)
-        if offset < 0 and error is None:
-            # Full of objects pinned by readers' caches: ask for pins back, retry on release.
-            self._revoke_for(message.size_bytes)
-            deadline = time.monotonic() + self.config.allocation_wait_s
-            self.parked.append((client_id, message.request_id, message.size_bytes, deadline))
-            return
-        self._send(client_id, protocol.AllocateObjectReply(message.request_id, offset, error))
-
-    def _revoke_for(self, size_bytes: int) -> None:
-        wanted = size_bytes - self.store.allocator.free_bytes
-        by_client: dict[bytes, list] = {}
-        for entry in sorted(
-            (e for e in self.objects.entries.values() if e.in_arena and e.pin_total),
-            key=lambda e: e.last_access,
-        ):
-            if wanted <= 0:
-                break
-            wanted -= entry.value.shm_size
-            if entry.object_id in self.revoking:
-                continue
-            self.revoking.add(entry.object_id)
-            for pinner in entry.pins:
-                by_client.setdefault(pinner, []).append(entry.object_id)
-        for pinner, object_ids in by_client.items():
-            self._send(pinner, protocol.RevokePins(object_ids))
-
-    def _retry_parked(self, now: float) -> None:
-        deliveries, self.parked_deliveries = self.parked_deliveries, []
-        for client_id, object_id, deadline in deliveries:
-            entry = self.objects.get(object_id)
-            if client_id not in self.clients or entry is None:
-                continue
-            value = self._deliverable(client_id, entry, park=now < deadline)
-            if value is not None:
-                self._send(client_id, protocol.ObjectsReady([value]))
-        parked, self.parked = self.parked, []
-        for client_id, request_id, size_bytes, deadline in parked:
-            if client_id not in self.clients:
-                continue
-            offset, frees, error = self.store.allocate(client_id, size_bytes, self.objects)
-            self._apply_frees(frees)
-            if offset >= 0 or error is not None:
-                self._send(client_id, protocol.AllocateObjectReply(request_id, offset, error))
-            elif now >= deadline:
-                self._send(client_id, protocol.AllocateObjectReply(request_id, -1, self.store.full_message(size_bytes)))
-            else:
-                self.parked.append((client_id, request_id, size_bytes, deadline))
-        if not self.parked and not self.parked_deliveries:
-            self.revoking.clear()
-
-    def _on_get(self, client_id: bytes, message: protocol.GetObjects) -> None:
-        ready = []
-        for object_id in message.object_ids:
-            if self.objects.subscribe(client_id, object_id):
-                value = self._deliverable(client_id, self.objects.get(object_id), park=True)
-                if value is not None:
-                    ready.append(value)
-        if ready:
-            self._send(client_id, protocol.ObjectsReady(ready))
-
-    def _on_update_references(self, client_id: bytes, message: protocol.UpdateReferences) -> None:
-        deltas = message.deltas
-        if deltas:
-            self.objects.add_refs(client_id, {k: v for k, v in deltas.items() if v > 0})
-            self._apply_frees(self.objects.remove_refs(client_id, {k: -v for k, v in deltas.items() if v < 0}))
-        if message.released_pins:
-            self._apply_frees(self.objects.unpin(client_id, message.released_pins))
-            if self.parked or self.parked_deliveries:
-                self._retry_parked(time.monotonic())
-        if message.aborted_offsets:
-            self.store.abort(client_id, message.aborted_offsets)
-
-    def _apply_frees(self, actions: FreeActions) -> None:
-        if actions.arena_offsets or actions.spill_paths:
-            self.store.free_offsets(actions.arena_offsets)
-            self.store.delete_spilled(actions.spill_paths)
-        if actions.freed_ids:
-            self.actors.handles_released(actions.freed_ids)
 
     def _on_cluster_info(self, client_id: bytes, message: protocol.ClusterInfoRequest) -> None:
         available = self.scheduler.available_dict()

@@ -6,7 +6,6 @@ Ray's field names, so `shoal.util.state` can filter them and tools can print the
 
 from __future__ import annotations
 
-import time
 
 _TASK_STATES = {
     "WAITING": "PENDING_ARGS_AVAIL",
