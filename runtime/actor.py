@@ -17,7 +17,8 @@ from ._core import serialization, task_context
 from ._core.actor_manager import handle_token
 from ._core.protocol import ActorSpec, CreateActor, GetActor, KillActor, TaskSpec
 from .object_ref import ObjectRef
-from .remote_function import RemoteFunction, build_task, placed_resources, strategy_wire
+from .remote_function import RemoteFunction, _notify_submitted, build_task, placed_resources, strategy_wire
+from .util.output import _submit_listeners
 
 DEFAULT_MAX_CONCURRENCY_ASYNC = 1000
 
@@ -275,6 +276,8 @@ class ActorHandle:
         spec, refs, packed_args = build_task(client, b"", prepared, args, kwargs)
         spec = TaskSpec(**{field: getattr(spec, field) for field in spec.FIELDS} | {"actor_id": self._actor_id})
         client.submit(spec, [r.binary() for r in refs])
+        if _submit_listeners:
+            _notify_submitted(spec.task_id)
         del packed_args
         if prepared["num_returns"] == 1:
             return refs[0]

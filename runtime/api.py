@@ -30,6 +30,7 @@ _lock = threading.RLock()
 _session: "_Session | None" = None
 _task_ids = TaskIDFactory()
 _warned: set = set()
+_log_handler_override = None  # set by shoal.util.output.set_log_handler
 
 _IGNORED_INIT_OPTIONS = {
     "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging", "logging_level",
@@ -48,6 +49,7 @@ class _Session:
         self.log_to_driver = log_to_driver
         self.namespace = namespace
         self.partial_lines: dict = {}
+        self.log_handler = None
 
 
 class RayContext(dict):
@@ -253,6 +255,10 @@ def init(
             raise
         client_module.set_current(client)
         session = _Session(client, head, key, log_to_driver, namespace)
+        if _log_handler_override is not None:
+            from .util.output import _adapt
+
+            session.log_handler = _adapt(_log_handler_override)
         client.on_logs = lambda records: _print_logs(session, records)
         task_context.process.mode = "driver"
         task_context.process.node_id = client.node_info.node_id
@@ -438,6 +444,9 @@ def get(object_refs, *, timeout: float | None = None):
         values = client.objects.collect(ids, timeout, client.request_objects, _on_block)
     except RuntimeError as exc:
         raise exceptions.RaySystemError(str(exc)) from None
+    except KeyboardInterrupt:
+        _cancel_on_interrupt(client, refs)
+        raise
     if values is None:
         raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s.")
     results = []
@@ -479,7 +488,11 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
     _check_timeout(timeout)
     client = _client_for_submit()
     client.flush_pending()
-    ready_ids = client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, _on_block)
+    try:
+        ready_ids = client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, _on_block)
+    except KeyboardInterrupt:
+        _cancel_on_interrupt(client, refs)
+        raise
     if len(ready_ids) == len(ids) and num_returns == len(ids):
         return refs, []
     ready_set = set(ready_ids[:num_returns])
@@ -487,6 +500,34 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
     for object_id, ref in zip(ids, refs):
         (ready if object_id in ready_set else not_ready).append(ref)
     return ready, not_ready
+
+
+_interrupted_tasks: set = set()
+
+
+def _cancel_on_interrupt(client: CoreClient, refs: list) -> None:
+    """Ctrl-C (or a kernel interrupt) while waiting cancels the tasks being waited on.
+
+    The first interrupt cancels them (a running task sees TaskCancelledError); interrupting
+    again while waiting on the same tasks kills their workers.
+    """
+    if task_context.process.mode != "driver":
+        return
+    task_ids = {ref._id[:16] for ref in refs if ref._id[16:20] != b"\x00\x00\x00\x00"}
+    if not task_ids:
+        return
+    force = bool(task_ids & _interrupted_tasks)
+    for task_id in task_ids:
+        client.outgoing.append(CancelTask(task_id, force, True))
+    client.flush()
+    _interrupted_tasks.clear()
+    if not force:
+        _interrupted_tasks.update(task_ids)
+    what = "killed the workers of" if force else "cancelled"
+    try:
+        sys.stderr.write(f"shoal: interrupted; {what} {len(task_ids)} task(s) this code was waiting on.\n")
+    except Exception:
+        pass
 
 
 def cancel(object_ref, *, force: bool = False, recursive: bool = True) -> None:
@@ -557,7 +598,7 @@ def _check_feasible(resources: dict, name: str) -> None:
 def _print_logs(session: _Session, records: list) -> None:
     if not session.log_to_driver:
         return
-    handler = getattr(session, "log_handler", None)
+    handler = session.log_handler
     if handler is not None:
         handler(records)
         return

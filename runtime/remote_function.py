@@ -14,6 +14,7 @@ from ._core.config import INLINE_OBJECT_MAX_BYTES
 from ._core.protocol import TaskSpec
 from ._core.task_args import lift_refs
 from .object_ref import ObjectRef
+from .util.output import _submit_listeners
 
 DEFAULT_MAX_RETRIES = 3
 
@@ -85,6 +86,8 @@ class RemoteFunction:
         api._check_feasible(prepared["resources"], prepared["function_name"])
         spec, refs, packed_args = build_task(client, function_id, prepared, args, kwargs)
         client.submit(spec, [r.binary() for r in refs])
+        if _submit_listeners:
+            _notify_submitted(spec.task_id)
         del packed_args  # dropped only after the submit is queued, so the task holds it first
         if prepared["num_returns"] == 1:
             return refs[0]
@@ -176,6 +179,12 @@ def build_task(client, function_id: bytes, prepared: dict, args: tuple, kwargs: 
     )
     refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "big")) for i in range(prepared["num_returns"])]
     return spec, refs, keep_alive
+
+
+def _notify_submitted(task_id: bytes) -> None:
+    task_hex = task_id.hex()
+    for listener in list(_submit_listeners):
+        listener(task_hex)
 
 
 def _parent_task_id() -> bytes | None:

@@ -15,6 +15,7 @@ __all__ = [
     "ActorPool",
     "PlacementGroup",
     "get_current_placement_group",
+    "output",
     "placement_group",
     "placement_group_table",
     "queue",
@@ -25,7 +26,7 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in ("queue", "scheduling_strategies", "state"):
+    if name in ("output", "queue", "scheduling_strategies", "state"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

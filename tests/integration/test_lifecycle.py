@@ -213,3 +213,67 @@ def test_cli_start_block_stops_on_sigterm(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_interrupt_while_waiting_cancels_the_awaited_tasks(run_script):
+    result = run_script(
+        """
+        import os, signal, threading, time
+        import shoal
+        from shoal import exceptions
+
+        shoal.init(num_cpus=1)
+
+        @shoal.remote
+        def sleeper():
+            time.sleep(60)
+
+        ref = sleeper.remote()
+        threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        try:
+            shoal.get(ref)
+        except KeyboardInterrupt:
+            print("interrupted after %.1f s" % (time.monotonic() - started))
+        try:
+            shoal.get(ref, timeout=10)
+        except exceptions.TaskCancelledError:
+            print("task cancelled")
+        shoal.shutdown()
+        """
+    )
+    assert "interrupted after" in result.stdout and "task cancelled" in result.stdout, result.stdout + result.stderr
+    assert "cancelled 1 task(s)" in result.stderr
+
+
+def test_output_hooks_route_worker_output(run_script):
+    result = run_script(
+        """
+        import time
+        import shoal
+        from shoal.util import output
+
+        shoal.init(num_cpus=1)
+        submitted, records = [], []
+        output.add_submit_listener(submitted.append)
+        output.set_log_handler(records.extend)
+
+        @shoal.remote
+        def talk():
+            print("routed line")
+
+        ref = talk.remote()
+        shoal.get(ref)
+        deadline = time.monotonic() + 5
+        while not any("routed line" in r["text"] for r in records) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert submitted == [ref.task_id().hex()], submitted
+        assert any(r["task_id"] == ref.task_id().hex() and "routed line" in r["text"] for r in records), records
+        output.remove_submit_listener(submitted.append)
+        output.set_log_handler(None)
+        print("hooks ok")
+        shoal.shutdown()
+        """
+    )
+    assert "hooks ok" in result.stdout
+    assert "routed line" not in result.stdout  # the handler took it instead of the driver printing it
