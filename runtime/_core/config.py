@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 INLINE_OBJECT_MAX_BYTES = 100 * 1024
 """Values up to this size travel inside messages; larger ones go to the shared arena."""
@@ -44,7 +44,6 @@ class RuntimeConfig:
     task_history: int = 10_000  # finished tasks the state API can list
     max_message_bytes: int = 4 * 1024**3  # largest frame accepted over TCP
     prestart_workers: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def load_config() -> RuntimeConfig:

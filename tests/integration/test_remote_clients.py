@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from tests.waiting import wait_for
 
 PORT = 16390
 
