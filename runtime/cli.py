@@ -41,6 +41,14 @@ def _start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    stop = {"requested": False}
+    if args.block:
+        # Installed before anything is printed: a supervisor may signal as soon as it reads.
+        def on_signal(signum, frame):
+            stop["requested"] = True
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
     bind_host = args.bind or args.node_ip_address or "127.0.0.1"
     node_ip = args.node_ip_address or "127.0.0.1"
     store_bytes = args.object_store_memory or config.default_object_store_bytes()
@@ -62,13 +70,6 @@ def _start(args: argparse.Namespace) -> int:
     if not args.block:
         return 0
 
-    stop = {"requested": False}
-
-    def on_signal(signum, frame):
-        stop["requested"] = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     try:
         while not stop["requested"] and lifecycle.pid_alive(head.pid) and head.process.poll() is None:
             time.sleep(0.1)

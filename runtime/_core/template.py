@@ -23,15 +23,18 @@ from . import lifecycle
 
 def _run_child(worker_id: bytes, options: dict, log_fd: int) -> None:
     lifecycle.die_with_parent(signal.SIGKILL)
+    signal.set_wakeup_fd(-1)
+    for fd in (options["wakeup_fd"], options["wakeup_read_fd"]):
+        os.close(fd)
+    # The template's stdin and stdout are its pipes to the node manager: a worker reads
+    # nothing and writes its native-level output to its log file, on fds 0, 1 and 2 as ever
+    # (fds 0-2 are replaced, never closed, so no later file can take their numbers).
+    null_fd = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null_fd, 0)
+    os.close(null_fd)
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
-    for fd in (options["stdin_fd"], options["stdout_fd"], options["wakeup_fd"], options["wakeup_read_fd"]):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     from . import worker
 
@@ -81,7 +84,7 @@ def main(options: dict) -> None:
     os.set_blocking(wakeup_write, False)
     signal.set_wakeup_fd(wakeup_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    options.update(stdin_fd=stdin_fd, stdout_fd=stdout.fileno(), wakeup_fd=wakeup_write, wakeup_read_fd=wakeup_read)
+    options.update(wakeup_fd=wakeup_write, wakeup_read_fd=wakeup_read)
     log_dir = os.path.join(options["session_dir"], "logs")
     children: set[int] = set()
 

@@ -27,8 +27,16 @@ class StateRow(dict):
             raise AttributeError(name) from None
 
 
+def _client():
+    """The running session's client; never starts a cluster (as Ray's state API, it looks
+    for one started on this machine when this process has none)."""
+    if not api.is_initialized():
+        api.init(address="auto")
+    return api._session.client
+
+
 def _query(kind: str) -> list[dict]:
-    client = api._client_for_submit()
+    client = _client()
     reply = client.request(lambda request_id: StateQuery(request_id, kind), timeout_s=30)
     if reply is None:
         raise exceptions.RaySystemError(f"the node manager did not answer a state query for {kind}")
@@ -168,7 +176,7 @@ class ClusterEvents:
 
         from .._core import lifecycle
 
-        client = api._client_for_submit()
+        client = _client()
         self._context = zmq.Context.instance()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)

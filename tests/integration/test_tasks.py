@@ -430,3 +430,15 @@ def test_scheduling_strategies(cluster):
         where.options(scheduling_strategy="NOWHERE")
     with pytest.raises(ValueError):
         NodeAffinitySchedulingStrategy("not hex", soft=False)
+
+
+def test_worker_standard_streams_are_sane(cluster):
+    @shoal.remote
+    def streams():
+        print("", flush=True)  # an empty write must not fail
+        os.write(1, b"native output goes to the worker log\n")
+        return os.readlink("/proc/self/fd/0"), os.readlink("/proc/self/fd/1"), os.readlink("/proc/self/fd/2")
+
+    stdin, stdout, stderr = shoal.get(streams.remote())
+    assert stdin == "/dev/null"
+    assert stdout.endswith(".log") and stderr == stdout
