@@ -1,7 +1,9 @@
 """shoal's IPython extension: `%load_ext shoal` registers the magics and starts nothing.
 
 The cluster starts on the first `%%remote` / `%remote` (or with `%shoal init`).
-`%unload_ext shoal` removes the magics and stops the extension's background thread.
+Inside an ipykernel it also routes worker output to the cell that submitted each task
+(`output_routing`). `%unload_ext shoal` removes the magics, gives output back to the runtime
+and stops the extension's background threads.
 IPython is imported here only when the extension is loaded, never by `import shoal`.
 """
 
@@ -11,10 +13,14 @@ __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 # The magics instance per shell, so unload removes exactly what load registered.
 _LOADED: dict[int, object] = {}
+# The output router per shell (only for shells inside an ipykernel).
+_ROUTERS: dict[int, object] = {}
 
 
 def load_ipython_extension(ipython) -> None:
     """Register shoal's magics (`%%remote`, `%remote`, `%remote_reset`, `%shoal`) in `ipython`.
+
+    In an ipykernel, worker output from then on goes to the cell that submitted each task.
 
     Args:
         ipython: The running InteractiveShell.
@@ -26,6 +32,13 @@ def load_ipython_extension(ipython) -> None:
     magics = ShoalMagics(ipython)
     ipython.register_magics(magics)
     _LOADED[id(ipython)] = magics
+    from .output_routing import KernelOutputRouter, kernel_of
+
+    kernel = kernel_of(ipython)
+    if kernel is not None:
+        router = KernelOutputRouter(kernel)
+        router.install()
+        _ROUTERS[id(ipython)] = router
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -36,6 +49,9 @@ def unload_ipython_extension(ipython) -> None:
     Args:
         ipython: The running InteractiveShell.
     """
+    router = _ROUTERS.pop(id(ipython), None)
+    if router is not None:
+        router.close()
     magics = _LOADED.pop(id(ipython), None)
     if magics is None:
         return

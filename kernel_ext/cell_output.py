@@ -1,0 +1,207 @@
+"""Which notebook cell each line of worker output belongs to, and how it is shown there.
+
+Pure state: records and submissions in, text chunks per cell out. No sockets, no threads, no
+wall clock (`now` is an argument); `output_routing` wires it to the kernel's iopub channel.
+
+    submitted(task_id, cell) ──▶ task → cell
+    receive(records, now, current_cell) ──▶ split into lines ─▶ dedupe ─▶ rate-limit ─▶ prefix
+                                                                           │
+    flush_due(now) ──▶ "(repeated ×N across workers)" / "… N more lines" notes ◀──┘
+
+A cell's lines get a `(task_name pid=N) ` prefix only once more than one task has streamed into
+it or was submitted from it, so a single task's output reads as if printed locally.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+__all__ = ["CellOutputState", "StreamChunk"]
+
+MAX_LINES_PER_WINDOW = 200
+RATE_WINDOW_S = 1.0
+DEDUP_WINDOW_S = 1.0
+MAX_TRACKED_TASKS = 100_000
+MAX_TRACKED_CELLS = 1_000
+
+
+@dataclass(frozen=True)
+class StreamChunk:
+    """Text for one cell's stdout or stderr.
+
+    Attributes:
+        cell: The key of the cell (its execute request's msg_id), or None when unknown.
+        stream: "stdout" or "stderr".
+        text: Whole lines, each ending in a newline.
+    """
+
+    cell: str | None
+    stream: str
+    text: str
+
+
+@dataclass
+class _Cell:
+    submitted: int = 0
+    streamed: set = field(default_factory=set)
+    window_start: float = float("-inf")
+    lines_in_window: int = 0
+    suppressed: int = 0
+    note_stream: str = "stdout"
+
+
+@dataclass
+class _Repeat:
+    first_at: float
+    tasks: set
+    extra: int = 0
+
+
+class CellOutputState:
+    """Routes worker output records to cells, deduplicating and rate-limiting per cell.
+
+    Args:
+        max_lines_per_window: Lines a cell shows per rate window before the rest are counted.
+        rate_window_s: Length of the rate window.
+        dedup_window_s: How long an identical line from other tasks is folded into the first.
+    """
+
+    def __init__(
+        self,
+        max_lines_per_window: int = MAX_LINES_PER_WINDOW,
+        rate_window_s: float = RATE_WINDOW_S,
+        dedup_window_s: float = DEDUP_WINDOW_S,
+    ) -> None:
+        self.max_lines_per_window = max_lines_per_window
+        self.rate_window_s = rate_window_s
+        self.dedup_window_s = dedup_window_s
+        self._task_cells: OrderedDict[str, str | None] = OrderedDict()
+        self._cells: OrderedDict[str | None, _Cell] = OrderedDict()
+        self._partial: dict[tuple, str] = {}
+        self._repeats: dict[tuple, _Repeat] = {}
+
+    # ------------------------------------------------------------------------------ events
+
+    def submitted(self, task_id: str, cell: str | None) -> None:
+        """Remember that `task_id` was submitted while `cell` was executing."""
+        self._bind(task_id, cell)
+        self._cell(cell).submitted += 1
+
+    def cell_of(self, task_id: str | None) -> str | None:
+        """The cell `task_id` was submitted from, or None when it is not known."""
+        return self._task_cells.get(task_id) if task_id else None
+
+    def receive(self, records: list[dict], now: float, current_cell: str | None) -> list[StreamChunk]:
+        """Turn output records into per-cell text.
+
+        Args:
+            records: Dicts with task_id (hex or None), task_name, pid, stream and text.
+            now: The current time, in seconds.
+            current_cell: The cell executing now; output of tasks not submitted from a known cell
+                (nested tasks, tasks submitted before the extension was loaded) goes there.
+
+        Returns:
+            Chunks to show, in order; consecutive lines for the same cell and stream are joined.
+        """
+        chunks = self.flush_due(now)
+        for record in records:
+            task_id = record.get("task_id")
+            stream = "stderr" if record.get("stream") == "stderr" else "stdout"
+            identity = (task_id, record.get("pid"))
+            if task_id and task_id not in self._task_cells:
+                self._bind(task_id, current_cell)  # its later lines stay with this cell
+            cell_key = self._task_cells.get(task_id, current_cell) if task_id else current_cell
+            key = (identity, stream)
+            text = self._partial.pop(key, "") + (record.get("text") or "")
+            lines = text.split("\n")
+            if lines[-1]:
+                self._partial[key] = lines[-1]
+            if len(lines) == 1:
+                continue
+            cell = self._cell(cell_key)
+            cell.streamed.add(identity)
+            prefix = f"({record.get('task_name')} pid={record.get('pid')}) "
+            for line in lines[:-1]:
+                if self._is_repeat(cell_key, stream, line, identity, now):
+                    continue
+                if not self._within_rate(cell, stream, now):
+                    continue
+                shown = prefix + line if self._prefixed(cell) else line
+                _append(chunks, StreamChunk(cell_key, stream, shown + "\n"))
+        return chunks
+
+    def flush_due(self, now: float) -> list[StreamChunk]:
+        """The notes whose window has ended: folded repeats and rate-limited line counts."""
+        chunks: list[StreamChunk] = []
+        for key in [key for key, repeat in self._repeats.items() if now - repeat.first_at >= self.dedup_window_s]:
+            repeat = self._repeats.pop(key)
+            if repeat.extra:
+                cell_key, stream, line = key
+                text = f"{line} (repeated ×{repeat.extra} across workers)\n"
+                _append(chunks, StreamChunk(cell_key, stream, text))
+        for cell_key, cell in self._cells.items():
+            if cell.suppressed and now - cell.window_start >= self.rate_window_s:
+                text = f"… {cell.suppressed} more lines (output rate-limited to {self.max_lines_per_window} lines/s)\n"
+                _append(chunks, StreamChunk(cell_key, cell.note_stream, text))
+                cell.suppressed = 0
+        return chunks
+
+    def next_due(self) -> float | None:
+        """When `flush_due` next has a note to give, or None when none is pending."""
+        times = [repeat.first_at + self.dedup_window_s for repeat in self._repeats.values() if repeat.extra]
+        times += [cell.window_start + self.rate_window_s for cell in self._cells.values() if cell.suppressed]
+        return min(times) if times else None
+
+    # ----------------------------------------------------------------------------- helpers
+
+    def _cell(self, cell_key: str | None) -> _Cell:
+        cell = self._cells.get(cell_key)
+        if cell is None:
+            cell = self._cells[cell_key] = _Cell()
+            if len(self._cells) > MAX_TRACKED_CELLS:
+                self._cells.popitem(last=False)
+        return cell
+
+    def _bind(self, task_id: str, cell_key: str | None) -> None:
+        self._task_cells[task_id] = cell_key
+        if len(self._task_cells) > MAX_TRACKED_TASKS:
+            self._task_cells.popitem(last=False)
+
+    @staticmethod
+    def _prefixed(cell: _Cell) -> bool:
+        return len(cell.streamed) > 1 or cell.submitted > 1
+
+    def _is_repeat(self, cell_key, stream: str, line: str, identity: tuple, now: float) -> bool:
+        # Blank lines and a task repeating its own line (a loop printing "tick") are never folded.
+        if not line.strip():
+            return False
+        key = (cell_key, stream, line)
+        repeat = self._repeats.get(key)
+        if repeat is None or now - repeat.first_at >= self.dedup_window_s:
+            self._repeats[key] = _Repeat(first_at=now, tasks={identity})
+            return False
+        if identity in repeat.tasks:
+            return False
+        repeat.tasks.add(identity)
+        repeat.extra += 1
+        return True
+
+    def _within_rate(self, cell: _Cell, stream: str, now: float) -> bool:
+        # receive() flushes due notes first, so a window that ended has no count left over.
+        if now - cell.window_start >= self.rate_window_s:
+            cell.window_start = now
+            cell.lines_in_window = 0
+        if cell.lines_in_window < self.max_lines_per_window:
+            cell.lines_in_window += 1
+            return True
+        cell.suppressed += 1
+        cell.note_stream = stream
+        return False
+
+
+def _append(chunks: list[StreamChunk], chunk: StreamChunk) -> None:
+    if chunks and chunks[-1].cell == chunk.cell and chunks[-1].stream == chunk.stream:
+        chunks[-1] = StreamChunk(chunk.cell, chunk.stream, chunks[-1].text + chunk.text)
+    else:
+        chunks.append(chunk)

@@ -1,0 +1,305 @@
+"""A real ipykernel through jupyter_client: worker output lands in the cell that submitted the
+task, interrupts cancel what a cell waits on, and a killed kernel leaves no process behind.
+
+The kernel runs this interpreter (a kernel spec written to a temporary directory), with the
+suite's environment (`SHOAL_NONINTERACTIVE=1`, the run id the leak check looks for).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+jupyter_client = pytest.importorskip("jupyter_client")
+pytest.importorskip("ipykernel")
+
+KERNEL_NAME = "shoal-test-python"
+STARTUP_TIMEOUT_S = 60.0
+CELL_TIMEOUT_S = 30.0
+
+# The module's kernel manager by its client's id, for the interrupt test.
+_MANAGERS: dict[int, object] = {}
+
+
+def _kernel_manager(tmp_dir):
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    spec_dir = os.path.join(tmp_dir, "kernels", KERNEL_NAME)
+    os.makedirs(spec_dir, exist_ok=True)
+    with open(os.path.join(spec_dir, "kernel.json"), "w") as file:
+        json.dump(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "shoal test",
+                "language": "python",
+            },
+            file,
+        )
+    specs = KernelSpecManager(kernel_dirs=[os.path.join(tmp_dir, "kernels")])
+    return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+
+
+def start_kernel(tmp_dir):
+    manager = _kernel_manager(tmp_dir)
+    env = dict(os.environ, SHOAL_NONINTERACTIVE="1", PYTHONUNBUFFERED="1")
+    manager.start_kernel(env=env, cwd=os.getcwd())
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=STARTUP_TIMEOUT_S)
+    except BaseException:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+        raise
+    return manager, client
+
+
+def stop_kernel(manager, client):
+    client.stop_channels()
+    manager.shutdown_kernel(now=False)
+
+
+class Cell:
+    """One execute request and the iopub messages seen while it ran (of any parent)."""
+
+    def __init__(self, client, code: str) -> None:
+        self.client = client
+        self.msg_id = client.execute(textwrap.dedent(code), store_history=True)
+        self.messages: list[tuple[float, dict]] = []
+        self.idle_at: float | None = None
+
+    def wait(self, timeout_s: float = CELL_TIMEOUT_S) -> dict:
+        """Read iopub until this cell's kernel status is idle; return its execute_reply content."""
+        deadline = time.monotonic() + timeout_s
+        while self.idle_at is None:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                raise AssertionError(f"cell did not finish within {timeout_s} s; saw {self.summary()}")
+            try:
+                message = self.client.get_iopub_msg(timeout=min(remaining_s, 1.0))
+            except queue.Empty:
+                continue
+            self.messages.append((time.monotonic(), message))
+            if (
+                message["msg_type"] == "status"
+                and message["parent_header"].get("msg_id") == self.msg_id
+                and message["content"]["execution_state"] == "idle"
+            ):
+                self.idle_at = time.monotonic()
+        reply = self.client.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
+        while reply["parent_header"].get("msg_id") != self.msg_id:
+            reply = self.client.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
+        return reply["content"]
+
+    def streams(self, parent_msg_id: str | None = None) -> list[tuple[float, dict]]:
+        """The (arrival time, content) of stream messages, optionally for one parent only."""
+        return [
+            (arrived, message["content"])
+            for arrived, message in self.messages
+            if message["msg_type"] == "stream"
+            and (parent_msg_id is None or message["parent_header"].get("msg_id") == parent_msg_id)
+        ]
+
+    def text(self, parent_msg_id: str | None = None) -> str:
+        return "".join(content["text"] for _, content in self.streams(parent_msg_id))
+
+    def summary(self) -> str:
+        return "; ".join(
+            f"{message['msg_type']}:{str(message['content'])[:200]}" for _, message in self.messages[-20:]
+        )
+
+
+def run(client, code: str, timeout_s: float = CELL_TIMEOUT_S) -> Cell:
+    cell = Cell(client, code)
+    reply = cell.wait(timeout_s)
+    cell.reply = reply
+    return cell
+
+
+def run_ok(client, code: str, timeout_s: float = CELL_TIMEOUT_S) -> Cell:
+    cell = run(client, code, timeout_s)
+    assert cell.reply["status"] == "ok", (cell.reply, cell.summary())
+    return cell
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    manager, client = start_kernel(str(tmp_path_factory.mktemp("kernel")))
+    try:
+        run_ok(
+            client,
+            """
+            %load_ext shoal
+            import time, shoal
+            shoal.init(num_cpus=2)
+
+            @shoal.remote
+            def say(*lines, pause_s=0.0):
+                import time
+                for line in lines:
+                    print(line, flush=True)
+                    time.sleep(pause_s)
+                return len(lines)
+            """,
+            timeout_s=STARTUP_TIMEOUT_S,
+        )
+        # Warm both workers so the timings below do not include a worker start.
+        run_ok(client, "shoal.get([say.remote(), say.remote()])")
+        _MANAGERS[id(client)] = manager
+        yield client
+        run(client, "shoal.shutdown()")
+    finally:
+        _MANAGERS.pop(id(client), None)
+        stop_kernel(manager, client)
+
+
+def test_output_arrives_in_the_running_cell_before_it_ends(kernel):
+    cell = run_ok(kernel, "shoal.get(say.remote('first', 'second', pause_s=1.5))")
+    streams = cell.streams(cell.msg_id)
+    assert [content["text"] for _, content in streams] == ["first\n", "second\n"], cell.summary()
+    first_arrived, _ = streams[0]
+    assert cell.idle_at - first_arrived > 1.0, "the first line came only at the end of the cell"
+
+
+def test_output_of_an_earlier_cell_stays_in_that_cell(kernel):
+    first = run_ok(kernel, "ref = say.remote('early', 'late line', pause_s=1.0)")
+    second = run_ok(kernel, "time.sleep(2.5)")
+    late = [content for _, content in second.streams() if "late line" in content["text"]]
+    assert late, (first.summary(), second.summary())
+    assert "late line" in second.text(first.msg_id)
+    assert "late line" not in second.text(second.msg_id)
+    run_ok(kernel, "shoal.get(ref)")
+
+
+def test_prefix_only_when_several_tasks_stream_into_a_cell(kernel):
+    two = run_ok(kernel, "shoal.get([say.remote('from a'), say.remote('from b')])")
+    text = two.text(two.msg_id)
+    assert re.search(r"^\(say pid=\d+\) from a$", text, re.M), text
+    assert re.search(r"^\(say pid=\d+\) from b$", text, re.M), text
+    one = run_ok(kernel, "shoal.get(say.remote('alone'))")
+    assert one.text(one.msg_id) == "alone\n"
+
+
+def test_identical_lines_from_several_tasks_are_folded(kernel):
+    cell = run_ok(kernel, "shoal.get([say.remote('same line'), say.remote('same line')])\ntime.sleep(1.3)")
+    text = cell.text(cell.msg_id)
+    assert len(re.findall(r"^\(say pid=\d+\) same line$", text, re.M)) == 1, text
+    assert "same line (repeated ×1 across workers)" in text
+
+
+def test_remote_cell_output_streams_live_into_its_cell(kernel):
+    cell = run_ok(
+        kernel,
+        """
+        %%remote --no-push
+        import time
+        print("remote one", flush=True)
+        time.sleep(1.5)
+        print("remote two", flush=True)
+        """,
+    )
+    streams = cell.streams(cell.msg_id)
+    assert [content["text"] for _, content in streams] == ["remote one\n", "remote two\n"], cell.summary()
+    assert cell.idle_at - streams[0][0] > 1.0, "the first line came only at the end of the cell"
+
+
+def test_flood_is_rate_limited_with_a_note(kernel):
+    cell = run_ok(
+        kernel,
+        """
+        shoal.get(say.remote(*[f"flood {index}" for index in range(1000)]))
+        time.sleep(1.5)  # the note comes when the rate window ends
+        """,
+    )
+    text = cell.text(cell.msg_id)
+    shown = len(re.findall(r"^flood \d+$", text, re.M))
+    more = sum(int(count) for count in re.findall(r"^… (\d+) more lines", text, re.M))
+    assert more > 0, text[-500:]
+    assert shown <= 400
+    assert shown + more == 1000
+
+
+def test_interrupt_cancels_the_awaited_task_and_the_next_cell_works(kernel):
+    manager_client = kernel  # the fixture's client; its manager is in _MANAGERS
+    cell = Cell(manager_client, "ref = say.remote('started', 'never', pause_s=60)\nshoal.get(ref)")
+    started = time.monotonic()
+    deadline = started + 15
+    while "started" not in cell.text(cell.msg_id):
+        assert time.monotonic() < deadline, cell.summary()
+        try:
+            cell.messages.append((time.monotonic(), manager_client.get_iopub_msg(timeout=0.5)))
+        except queue.Empty:
+            pass
+    interrupted_at = time.monotonic()
+    _interrupt(manager_client)
+    reply = cell.wait(timeout_s=10)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert cell.idle_at - interrupted_at < 3.0
+    assert "cancelled 1 task(s)" in cell.text(), cell.summary()
+    check = run_ok(
+        manager_client,
+        """
+        try:
+            shoal.get(ref, timeout=10)
+        except shoal.exceptions.TaskCancelledError:
+            print("task was cancelled")
+        """,
+    )
+    assert "task was cancelled" in check.text(check.msg_id)
+    again = run_ok(manager_client, "shoal.get(say.remote('works again'))")
+    assert "works again" in again.text(again.msg_id)
+
+
+def _interrupt(client) -> None:
+    _MANAGERS[id(client)].interrupt_kernel()
+
+
+def test_sigkill_of_the_kernel_leaves_no_process(tmp_path):
+    manager, client = start_kernel(str(tmp_path))
+    try:
+        run_ok(
+            client,
+            """
+            import shoal
+            shoal.init(num_cpus=1)
+            shoal.get(shoal.remote(lambda: 1).remote())
+            """,
+            timeout_s=STARTUP_TIMEOUT_S,
+        )
+        kernel_process = psutil.Process(manager.provisioner.process.pid)
+        children = kernel_process.children(recursive=True)
+        assert children, "the cluster should run as the kernel's children"
+        kernel_process.send_signal(signal.SIGKILL)
+        kernel_process.wait(timeout=5)
+
+        def all_gone():
+            return not [child for child in children if _alive(child)]
+
+        wait_for(all_gone, 10, describe=lambda: [(c.pid, c.name()) for c in children if _alive(c)])
+    finally:
+        client.stop_channels()
+        try:
+            manager.shutdown_kernel(now=True)
+        except Exception:
+            manager.cleanup_resources()
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
