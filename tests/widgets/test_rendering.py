@@ -1,0 +1,117 @@
+"""Widget pieces without a cluster: summaries, static reprs, the timeline, the refresher thread."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+from shoal.widgets import refresher
+from shoal.widgets.cluster_view import ClusterSummary, render_html, render_text, summarize
+from shoal.widgets.task_view import recent_tasks, render_table, render_timeline
+from tests.waiting import wait_for
+
+GIB = 1024**3
+SNAPSHOT = {
+    "node_id": "abcdef0123456789",
+    "resources_total": {"CPU": 2.0, "memory": 4.0 * GIB},
+    "resources_available": {"CPU": 0.5, "memory": 3.0 * GIB},
+    "object_store_used_bytes": GIB // 2,
+    "object_store_total_bytes": 2 * GIB,
+    "tasks_by_state": {"FINISHED": 7, "RUNNING": 2, "FAILED": 0},
+    "actors_by_state": {"ALIVE": 1},
+    "num_workers": 3,
+}
+NODE_ROW = {"node_id": "abcdef0123456789", "node_ip": "127.0.0.1", "resources_total": {"CPU": 2.0}}
+
+
+def _task(task_id, pid, start, end, state="FINISHED", name="f"):
+    return {"task_id": task_id, "name": name, "state": state, "worker_pid": pid,
+            "start_time_ms": start, "end_time_ms": end}
+
+
+def test_summary_from_snapshot_reports_used_and_total():
+    summary = summarize(SNAPSHOT, [NODE_ROW])
+    (node,) = summary.nodes
+    assert node.cpu == (1.5, 2.0)
+    assert node.gpu == (0.0, 0.0)
+    assert node.memory_bytes == (1.0 * GIB, 4.0 * GIB)
+    assert summary.object_store_bytes == (GIB / 2, 2 * GIB)
+    assert summary.tasks_by_state["FINISHED"] == 7
+    assert summary.actors_by_state == {"ALIVE": 1}
+
+
+def test_static_text_and_html_summaries():
+    summary = summarize(SNAPSHOT, [NODE_ROW])
+    text = render_text(summary)
+    assert "1 node(s), 3 worker(s)" in text
+    assert "CPU 1.5/2" in text and "FINISHED 7" in text and "RUNNING 2" in text
+    assert "FAILED" not in text  # zero counts are left out
+    page = render_html(summary)
+    assert "<table>" in page and "<td>1.5/2</td>" in page and "ALIVE 1" in page
+    assert "not running" in render_text(ClusterSummary(connected=False))
+
+
+def test_task_table_escapes_names_and_shows_duration():
+    rows = [_task("t1", 11, 1000, 1250, name="<b>bad</b>")]
+    table = render_table(rows, now_ms=5000)
+    assert "&lt;b&gt;bad&lt;/b&gt;" in table and "<b>bad</b>" not in table
+    assert "0.250 s" in table and "<td>11</td>" in table
+
+
+def test_timeline_has_a_row_per_pid_and_a_bar_per_started_task():
+    rows = [_task("t1", 11, 1000, 1500), _task("t2", 12, 1100, None, state="RUNNING"),
+            _task("t3", 11, 1600, 1700), _task("t4", None, None, None, state="PENDING_NODE_ASSIGNMENT")]
+    svg = render_timeline(rows, now_ms=2000)
+    assert svg.count("class='shoal-worker'") == 2
+    assert svg.count("class='shoal-task'") == 3
+    assert "data-worker-pid='11'" in svg and "data-task-id='t2'" in svg
+
+
+def test_recent_tasks_are_newest_first():
+    rows = [_task("old", 1, 1000, 1100), _task("new", 1, 3000, 3100), _task("mid", 1, 2000, 2100)]
+    assert [row["task_id"] for row in recent_tasks(rows, 2)] == ["new", "mid"]
+
+
+class _CountingTarget:
+    def __init__(self, stop_after):
+        self.calls = 0
+        self.stop_after = stop_after
+
+    def _refresh(self, snapshot):
+        self.calls += 1
+        return self.calls < self.stop_after
+
+    def _cluster_gone(self):
+        pass
+
+
+def test_refresher_runs_actions_on_its_thread_and_exits_when_idle():
+    ran_on = []
+    done = threading.Event()
+    refresher.submit(lambda: (ran_on.append(threading.current_thread().name), done.set()))
+    assert done.wait(5)
+    assert ran_on == [refresher.THREAD_NAME]
+    wait_for(lambda: refresher.current_thread() is None, 5)
+
+
+def test_refresher_stops_when_its_last_target_is_done():
+    target = _CountingTarget(stop_after=2)
+    refresher.register(target)
+    assert refresher.current_thread() is not None
+    wait_for(lambda: refresher.current_thread() is None, 5, describe=lambda: f"calls={target.calls}")
+    assert target.calls == 2
+
+
+def test_stop_refresher_is_idempotent():
+    refresher.register(_CountingTarget(stop_after=1000))
+    refresher.stop_refresher()
+    refresher.stop_refresher()
+    assert refresher.current_thread() is None
+
+
+def test_import_shoal_does_not_import_ipywidgets():
+    code = "import sys, shoal, shoal.widgets; print('ipywidgets' in sys.modules)"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "False"
