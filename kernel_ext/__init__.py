@@ -9,6 +9,8 @@ IPython is imported here only when the extension is loaded, never by `import sho
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 # The magics instance per shell, so unload removes exactly what load registered.
@@ -52,6 +54,9 @@ def unload_ipython_extension(ipython) -> None:
     router = _ROUTERS.pop(id(ipython), None)
     if router is not None:
         router.close()
+    widgets = sys.modules.get("shoal.widgets")
+    if widgets is not None:
+        widgets.stop_refresher()  # the widgets' one refresher thread goes with the extension
     magics = _LOADED.pop(id(ipython), None)
     if magics is None:
         return

@@ -322,6 +322,11 @@ class ShoalMagics(Magics):
         if command == "status":
             if not shoal.is_initialized():
                 return status_view.ClusterStatus({}, {}, {}, connected=False)
+            if getattr(self.shell, "kernel", None) is not None:
+                # In a Jupyter kernel: the live cluster widget (it keeps a static summary).
+                from shoal.widgets import ClusterView
+
+                return ClusterView()
             return status_view.ClusterStatus.from_state(
                 shoal.cluster_resources(), shoal.available_resources(), state.summarize_tasks()
             )

@@ -303,3 +303,16 @@ def _alive(process: psutil.Process) -> bool:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_shoal_status_shows_the_cluster_widget_in_a_kernel(kernel):
+    cell = run_ok(
+        kernel,
+        """
+        view = get_ipython().run_line_magic("shoal", "status")
+        print(type(view).__name__, "CPU" in repr(view))
+        view.close()
+        """,
+    )
+    text = "".join(content.get("text", "") for _, content in cell.streams(cell.msg_id))
+    assert "ClusterView True" in text, cell.summary()
