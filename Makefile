@@ -1,8 +1,8 @@
 # shoal's developer entry points. GNU make; run from the repository root.
 #
-#   make lab        set up .venv and run the README quick start (JupyterLab on notebooks/ later)
+#   make lab        set up .venv and open JupyterLab on the tutorial notebooks in notebooks/
 #   make test       set up .venv and run the whole test suite (what .ci/run does);
-#                   TESTS=tests/unit PYTEST_ARGS='-k name' narrows it
+#                   and the notebooks/ tutorials under nbval; TESTS=tests/unit PYTEST_ARGS='-k name' narrows the first
 #   make clean      remove build artefacts; the virtual environments stay
 #   make distclean  clean, and remove .venv too
 #   make bench-ray-venv | bench | bench-smoke    from benchmarks/bench.mk
@@ -36,25 +36,32 @@ venv: $(VENV_STAMP)
 $(VENV_STAMP):
 	rm -f $(VENV)/.stamp-*
 	$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian, apt-get install python3-venv" >&2; exit 1; }
-	time $(VENV_PYTHON) -m pip install -e '.[test]'
+	time $(VENV_PYTHON) -m pip install -e '.[test,jupyter]'
 	time $(VENV_PYTHON) -m pip install 'torch==$(TORCH_VERSION)'
+	$(VENV_PYTHON) -m ipykernel install --sys-prefix --name python3
 	touch $@
 
-# The quick start lives only in README.md: run its first ```python block as it stands.
-# tests/unit/test_packaging.py extracts the same block the same way, so it cannot rot.
+# The tutorials: notebooks/01_quickstart, 02_remote_cells, 03_cluster_views. The README's quick
+# start is tested by tests/unit/test_packaging.py; the notebooks by nbval in `make test`.
 lab: $(VENV_STAMP)
-	@echo "make lab: the Jupyter layer is not built yet; running the README quick start" >&2
-	@code="$$(awk '/^```python$$/ {inside = 1; next} inside && /^```$$/ {exit} inside' README.md)"; \
-	if [ -z "$$code" ]; then echo "make lab: README.md has no python code block" >&2; exit 1; fi; \
-	printf '%s\n' "$$code" | $(VENV_PYTHON) -
+	@echo "make lab: JupyterLab on notebooks/ (start with 01_quickstart.ipynb); Ctrl-C to stop" >&2
+	$(VENV)/bin/jupyter lab notebooks/
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+# Then (whatever the first run gave) the tutorial notebooks under nbval, in a separate run: only notebooks/ is collected, so
+# tests/conftest.py (its leak checks) is not loaded; --nbval-current-env runs the kernel with
+# this venv's python; cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their saved output.
 test: $(VENV_STAMP)
 	@status=0; \
 	SHOAL_NONINTERACTIVE=1 $(VENV_PYTHON) -m pytest $(TESTS) -q -p no:cacheprovider \
 		--timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
-	exit $$status
+	nb_status=0; \
+	SHOAL_NONINTERACTIVE=1 $(VENV_PYTHON) -m pytest --nbval-lax --nbval-current-env notebooks \
+		-q -p no:cacheprovider --timeout=$(TEST_TIMEOUT_S) || nb_status=$$?; \
+	if [ $$nb_status -ne 0 ]; then echo "make test: the notebooks failed under nbval" >&2; fi; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	exit $$nb_status
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

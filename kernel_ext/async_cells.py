@@ -48,6 +48,23 @@ class AsyncCellWatcher:
                 self._thread = threading.Thread(target=self._run, name="shoal-remote-cell-wait", daemon=True)
                 self._thread.start()
 
+    def deliver_ready(self) -> None:
+        """Deliver, in the calling thread, every watched cell that has finished.
+
+        Run before each notebook cell, so a cell that follows a finished async cell always
+        sees the names it assigned (not only once the watcher thread gets round to it).
+        """
+        with self._lock:
+            refs = [ref for ref, _ in self._pending]
+        if not refs:
+            return
+        try:
+            ready, _ = shoal.wait(refs, num_returns=len(refs), timeout=0)
+        except Exception:
+            return
+        for ref in ready:
+            self._deliver(ref)
+
     def pending(self) -> int:
         """How many watched cells have not finished yet."""
         with self._lock:

@@ -129,9 +129,18 @@ class ShoalMagics(Magics):
         self._watcher = AsyncCellWatcher()
         self._actors: dict[str, object] = {}
         self._cell_count = 0
+        shell.events.register("pre_run_cell", self._before_cell)
+
+    def _before_cell(self, *args) -> None:
+        # Names of async cells that have finished are in place before the next cell runs.
+        self._watcher.deliver_ready()
 
     def close(self) -> None:
         """Stop the async watcher and drop namespace actor handles; idempotent."""
+        try:
+            self.shell.events.unregister("pre_run_cell", self._before_cell)
+        except ValueError:
+            pass
         self._watcher.close()
         self._actors.clear()
 
@@ -331,7 +340,8 @@ class ShoalMagics(Magics):
                 shoal.cluster_resources(), shoal.available_resources(), state.summarize_tasks()
             )
         if command == "shutdown":
-            self.close()
+            self._watcher.close()
+            self._actors.clear()
             self._watcher = AsyncCellWatcher()
             shoal.shutdown()
             return None

@@ -152,6 +152,15 @@ def test_async_binds_a_ref_and_pushes_when_done(shell):
     assert shoal.get(shell.user_ns["custom_ref"]).value == 1
 
 
+def test_finished_async_cell_names_are_in_place_before_the_next_cell(shell):
+    shell.user_ns.pop("late_value", None)
+    cell(shell, "--async", "import time\ntime.sleep(0.3)\nlate_value = 7")
+    shoal.get(shell.user_ns["_remote"])
+    # The very next cell sees the pushed name, without waiting for the watcher thread.
+    result = shell.run_cell("seen = late_value")
+    assert result.success and shell.user_ns["seen"] == 7
+
+
 def test_async_watcher_thread_ends_when_idle(shell):
     import threading
 

@@ -29,7 +29,7 @@ WHEEL_TIMEOUT_S = 300
 
 
 def readme_quick_start(readme_text: str) -> str:
-    """The first ```python block of README.md, cut exactly as `make lab`'s awk cuts it.
+    """The first ```python block of README.md (the quick start), cut at its closing fence.
 
     The block opens with a line that is exactly ```python and closes at the next line that is
     exactly ```; an unclosed block runs to the end of the file.
