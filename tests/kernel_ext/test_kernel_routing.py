@@ -24,7 +24,6 @@ from tests.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 import ipykernel  # noqa: F401  (the kernel these tests start)
-import jupyter_client
 
 KERNEL_NAME = "shoal-test-python"
 STARTUP_TIMEOUT_S = 60.0
