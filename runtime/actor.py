@@ -15,10 +15,9 @@ from . import api, exceptions, options as option_table
 from ._core import client as client_module
 from ._core import serialization, task_context
 from ._core.actor_manager import handle_token
-from ._core.protocol import ActorSpec, CreateActor, GetActor, KillActor, TaskSpec
+from ._core.protocol import ActorSpec, CreateActor, GetActor, KillActor
 from .object_ref import ObjectRef
-from .remote_function import RemoteFunction, _notify_submitted, build_task, placed_resources, strategy_wire
-from .util.output import _submit_listeners
+from .remote_function import RemoteFunction, build_task, placed_resources, strategy_wire, submit_call
 
 DEFAULT_MAX_CONCURRENCY_ASYNC = 1000
 
@@ -124,25 +123,19 @@ class ActorClass:
             "strategy": strategy_wire(opts.get("scheduling_strategy")),
             "function_name": f"{self._cls.__name__}.__init__",
         }
-        creation, refs, packed_args = build_task(client, class_id, prepared, args, kwargs)
-        del refs  # the constructor's return value is not exposed
         actor_id = os.urandom(16)
-        creation = TaskSpec(
-            **{field: getattr(creation, field) for field in creation.FIELDS}
-            | {
-                "actor_id": actor_id,
-                "actor_creation": {
-                    "class_name": self._cls.__name__,
-                    "name": name,
-                    "is_async": is_async,
-                    "max_concurrency": max_concurrency,
-                    "concurrency_groups": groups,
-                    "method_groups": {
-                        m: o["concurrency_group"] for m, o in self._methods.items() if o.get("concurrency_group")
-                    },
-                },
-            }
+        hosting = {
+            "class_name": self._cls.__name__,
+            "name": name,
+            "is_async": is_async,
+            "max_concurrency": max_concurrency,
+            "concurrency_groups": groups,
+            "method_groups": {m: o["concurrency_group"] for m, o in self._methods.items() if o.get("concurrency_group")},
+        }
+        creation, refs, packed_args = build_task(
+            client, class_id, prepared, args, kwargs, actor_id=actor_id, actor_creation=hosting
         )
+        del refs  # the constructor's return value is not exposed
         meta_bytes = pickle.dumps(meta)
         spec = ActorSpec(
             actor_id,
@@ -273,17 +266,7 @@ class ActorHandle:
                 "strategy": None,
                 "function_name": name,
             }
-        spec, refs, packed_args = build_task(client, b"", prepared, args, kwargs)
-        spec = TaskSpec(**{field: getattr(spec, field) for field in spec.FIELDS} | {"actor_id": self._actor_id})
-        client.submit(spec, [r.binary() for r in refs])
-        if _submit_listeners:
-            _notify_submitted(spec.task_id)
-        del packed_args
-        if prepared["num_returns"] == 1:
-            return refs[0]
-        if prepared["num_returns"] == 0:
-            return None
-        return refs
+        return submit_call(client, b"", prepared, args, kwargs, actor_id=self._actor_id)
 
 
 def _rebuild_handle(actor_id: bytes, meta: bytes) -> ActorHandle:

@@ -84,16 +84,7 @@ class RemoteFunction:
         function_id, payload = self._definition
         client.export_function(function_id, payload)
         api._check_feasible(prepared["resources"], prepared["function_name"])
-        spec, refs, packed_args = build_task(client, function_id, prepared, args, kwargs)
-        client.submit(spec, [r.binary() for r in refs])
-        if _submit_listeners:
-            _notify_submitted(spec.task_id)
-        del packed_args  # dropped only after the submit is queued, so the task holds it first
-        if prepared["num_returns"] == 1:
-            return refs[0]
-        if prepared["num_returns"] == 0:
-            return None
-        return refs
+        return submit_call(client, function_id, prepared, args, kwargs)
 
 
 class _BoundOptions:
@@ -136,8 +127,30 @@ def strategy_wire(strategy) -> list | None:
     return strategy._wire()
 
 
-def build_task(client, function_id: bytes, prepared: dict, args: tuple, kwargs: dict):
-    """Make the spec and the return refs of one task call.
+def submit_call(client, function_id: bytes, prepared: dict, args: tuple, kwargs: dict, actor_id: bytes | None = None):
+    """Queue one task (or actor method call); returns its ref, refs, or None for no returns."""
+    spec, refs, packed_args = build_task(client, function_id, prepared, args, kwargs, actor_id=actor_id)
+    client.submit(spec, [r.binary() for r in refs])
+    if _submit_listeners:
+        _notify_submitted(spec.task_id)
+    del packed_args  # dropped only after the submit is queued, so the task holds it first
+    if prepared["num_returns"] == 1:
+        return refs[0]
+    if prepared["num_returns"] == 0:
+        return None
+    return refs
+
+
+def build_task(
+    client,
+    function_id: bytes,
+    prepared: dict,
+    args: tuple,
+    kwargs: dict,
+    actor_id: bytes | None = None,
+    actor_creation: dict | None = None,
+):
+    """Make the spec and the return refs of one task call (or actor call / constructor).
 
     Returns (spec, return refs, ref to the packed arguments if they were put in the store);
     the caller keeps the last alive until the spec is queued.
@@ -175,6 +188,8 @@ def build_task(client, function_id: bytes, prepared: dict, args: tuple, kwargs: 
         prepared["env_vars"],
         prepared["strategy"],
         contained,
+        actor_id=actor_id,
+        actor_creation=actor_creation,
         namespace=api._current_namespace(),
     )
     refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "big")) for i in range(prepared["num_returns"])]

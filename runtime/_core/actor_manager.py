@@ -12,6 +12,7 @@ fail at once with the actor's death error.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -150,9 +151,8 @@ class ActorManager:
         record.pid = self.service.worker_pids.get(worker_id)
         self.by_worker[worker_id] = actor_id
         creation = record.spec.creation
-        creation = protocol.TaskSpec(
-            **{name: getattr(creation, name) for name in creation.FIELDS}
-            | {"actor_creation": dict(creation.actor_creation or {}, restarted=record.num_restarts > 0)}
+        creation = dataclasses.replace(
+            creation, actor_creation=dict(creation.actor_creation or {}, restarted=record.num_restarts > 0)
         )
         self.service._send_to_worker(worker_id, creation)
         return True
@@ -281,7 +281,7 @@ class ActorManager:
                 self.service._finish_with_values(task, [value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_UNAVAILABLE")
         record.inflight.clear()
         for task in reversed(retry):
-            task.spec = protocol.TaskSpec(**{n: getattr(task.spec, n) for n in task.spec.FIELDS} | {"attempt": task.spec.attempt + 1})
+            task.spec = dataclasses.replace(task.spec, attempt=task.spec.attempt + 1)
             task.state = "QUEUED"
             record.queue.appendleft(task.spec.task_id)
 
