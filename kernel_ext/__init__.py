@@ -2,7 +2,8 @@
 
 The cluster starts on the first `%%remote` / `%remote` (or with `%shoal init`).
 Inside an ipykernel it also routes worker output to the cell that submitted each task
-(`output_routing`). `%unload_ext shoal` removes the magics, gives output back to the runtime
+(`output_routing`) and shows a progress bar in a cell blocked on many refs or a long `%%remote`
+cell (`wait_display`). `%unload_ext shoal` removes the magics, gives output back to the runtime
 and stops the extension's background threads.
 IPython is imported here only when the extension is loaded, never by `import shoal`.
 """
@@ -17,12 +18,16 @@ __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 _LOADED: dict[int, object] = {}
 # The output router per shell (only for shells inside an ipykernel).
 _ROUTERS: dict[int, object] = {}
+# The wait progress bars per shell (only for shells inside an ipykernel).
+_WAIT_DISPLAYS: dict[int, object] = {}
 
 
 def load_ipython_extension(ipython) -> None:
     """Register shoal's magics (`%%remote`, `%remote`, `%remote_reset`, `%shoal`) in `ipython`.
 
-    In an ipykernel, worker output from then on goes to the cell that submitted each task.
+    In an ipykernel, worker output from then on goes to the cell that submitted each task, and
+    a cell blocked in `shoal.get`/`shoal.wait` on several refs (or a `%%remote` cell) for more
+    than about a second shows a progress bar until the wait ends.
 
     Args:
         ipython: The running InteractiveShell.
@@ -41,6 +46,12 @@ def load_ipython_extension(ipython) -> None:
         router = KernelOutputRouter(kernel)
         router.install()
         _ROUTERS[id(ipython)] = router
+        magics.router = router
+        from .wait_display import WaitDisplays
+
+        displays = WaitDisplays()
+        displays.install()
+        _WAIT_DISPLAYS[id(ipython)] = displays
 
 
 def unload_ipython_extension(ipython) -> None:
@@ -54,6 +65,9 @@ def unload_ipython_extension(ipython) -> None:
     router = _ROUTERS.pop(id(ipython), None)
     if router is not None:
         router.close()
+    displays = _WAIT_DISPLAYS.pop(id(ipython), None)
+    if displays is not None:
+        displays.close()
     widgets = sys.modules.get("shoal.widgets")
     if widgets is not None:
         widgets.stop_refresher()  # the widgets' one refresher thread goes with the extension

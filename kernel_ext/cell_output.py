@@ -7,6 +7,7 @@ wall clock (`now` is an argument); `output_routing` wires it to the kernel's iop
     receive(records, now, current_cell) ──▶ split into lines ─▶ dedupe ─▶ rate-limit ─▶ prefix
                                                                            │
     flush_due(now) ──▶ "(repeated ×N across workers)" / "… N more lines" notes ◀──┘
+    display(record, current_cell) ──▶ the display's cell, after the task's unfinished line
 
 A cell's lines get a `(task_name pid=N) ` prefix only once more than one task has streamed into
 it or was submitted from it, so a single task's output reads as if printed locally.
@@ -33,7 +34,8 @@ class StreamChunk:
     Attributes:
         cell: The key of the cell (its execute request's msg_id), or None when unknown.
         stream: "stdout" or "stderr".
-        text: Whole lines, each ending in a newline.
+        text: Whole lines, each ending in a newline (but for the unfinished line shown before a
+            display, see `CellOutputState.display`).
     """
 
     cell: str | None
@@ -130,6 +132,30 @@ class CellOutputState:
                 shown = prefix + line if self._prefixed(cell) else line
                 _append(chunks, StreamChunk(cell_key, stream, shown + "\n"))
         return chunks
+
+    def display(self, record: dict, current_cell: str | None) -> tuple[str | None, list[StreamChunk]]:
+        """Place a display record (rich output) of a task.
+
+        Args:
+            record: The record that carried it (task_id, pid).
+            current_cell: The cell executing now, for tasks not submitted from a known cell.
+
+        Returns:
+            The display's cell, and the task's unfinished lines (text printed without a newline
+            before the display), which must be shown first. Displays are never folded or
+            rate-limited.
+        """
+        task_id = record.get("task_id")
+        if task_id and task_id not in self._task_cells:
+            self._bind(task_id, current_cell)
+        cell_key = self._task_cells.get(task_id, current_cell) if task_id else current_cell
+        identity = (task_id, record.get("pid"))
+        chunks: list[StreamChunk] = []
+        for stream in ("stdout", "stderr"):
+            text = self._partial.pop((identity, stream), "")
+            if text:
+                chunks.append(StreamChunk(cell_key, stream, text))
+        return cell_key, chunks
 
     def flush_due(self, now: float) -> list[StreamChunk]:
         """The notes whose window has ended: folded repeats and rate-limited line counts."""

@@ -4,15 +4,18 @@ Owns the kernel side of remote cells: option parsing, capturing the names a cell
 user namespace, submitting the cell (as a task or to a namespace actor), waiting for it, and
 writing its results back. The remote side is in `remote_cell`; nothing here uses `shoal._core`.
 
-    %%remote cell ─▶ analyze_cell ─▶ capture values/refs ─▶ run_cell.remote / actor.run.remote
-                                                                    │
-    user_ns ◀── push CellResult.values ◀── shoal.get (or the async watcher) ◀──┘
+    %%remote cell ─▶ (IPython syntax ─▶ Python) ─▶ analyze_cell ─▶ capture values/refs
+                                                        ─▶ run_cell.remote / actor.run.remote
+    display_data (live, via output_routing, in a kernel)  ◀───────────────────────┤
+    user_ns ◀── push CellResult.values, show CellResult.displays ◀── shoal.get ◀──┘
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
+import re
 import shlex
 import sys
 
@@ -22,14 +25,17 @@ from IPython.core.magic_arguments import MagicArgumentParser
 
 import shoal
 from shoal import exceptions
-from shoal.util import state
+from shoal.util import output, state
 
-from . import cell_analysis, remote_cell, status_view
+from . import cell_analysis, remote_cell, remote_shell, status_view, wait_display
 from .async_cells import AsyncCellWatcher
 
 __all__ = ["ShoalMagics"]
 
 DEFAULT_OUT_REF = "_remote"
+# Names the worker provides itself in a remote cell; never captured from the notebook.
+_WORKER_BUILTINS = ("get_ipython",)
+_SHELL_FIELD = re.compile(r"\$\{([^{}]*)\}|\{([^{}]*)\}|\$([A-Za-z_]\w*)")
 
 
 class _Parser(MagicArgumentParser):
@@ -129,6 +135,8 @@ class ShoalMagics(Magics):
         self._watcher = AsyncCellWatcher()
         self._actors: dict[str, object] = {}
         self._cell_count = 0
+        # The kernel's output router, set by `load_ipython_extension` inside an ipykernel.
+        self.router = None
         shell.events.register("pre_run_cell", self._before_cell)
 
     def _before_cell(self, *args) -> None:
@@ -150,6 +158,20 @@ class ShoalMagics(Magics):
     def remote(self, line: str, cell: str | None = None):
         """Run a cell (`%%remote [options]`) or an expression (`%remote EXPR`) on the cluster.
 
+        The cell runs as one task on a worker (or in `--actor NAME`'s namespace). Its output
+        appears in the cell as it runs: printed text, and rich output from `display(obj)`
+        (HTML, a DataFrame's table, ...), `plt.show()` or figures the cell leaves open (PNG,
+        as the inline backend shows them). Without a Jupyter kernel (a terminal), rich output
+        is shown when the cell ends.
+
+        IPython syntax in the cell runs on the worker: `!cmd` runs a shell command there (its
+        output streams into the cell, `_exit_code` is set), `x = !cmd` and `%sx cmd` give the
+        output's lines (an SList), `$name` / `{expr}` expand from the cell's variables.
+        Magics that run remotely: `%time`, `%timeit STATEMENT` (no options), `%system`,
+        `%sx`, `%matplotlib` (ignored: figures are always PNG), and `%%time`, `%%timeit`,
+        `%%bash`, `%%sh` as the first line of the body. Any other magic is a UsageError
+        naming it, before anything is sent.
+
         Args:
             line: The options (cell magic) or the expression (line magic).
             cell: The cell's source; None for the line magic.
@@ -158,25 +180,31 @@ class ShoalMagics(Magics):
             The value of the cell's last expression (shown, and stored in `Out`), or None.
 
         Raises:
-            UsageError: Bad options or a cell that is not valid Python.
+            UsageError: Bad options, a cell that is not valid Python, or a magic that cannot
+                run on a worker.
             GetTimeoutError: `--timeout` passed before the cell finished.
         """
         if cell is None:
             return self._remote_expression(line)
         args = self._remote_parser.parse_argstring(line)
         options = _task_options(args)
-        try:
-            names = cell_analysis.analyze_cell(cell)
-        except SyntaxError as error:
-            raise UsageError(f"%%remote: the cell is not valid Python: {error}") from None
+        source, original = _translate(self.shell, cell)
+        names = cell_analysis.analyze_cell(source)
+        reads, assigns = names.reads, names.assigns
+        if original is not None:
+            magic_reads, magic_assigns = _magic_names(ast.parse(source))
+            reads = tuple(dict.fromkeys(name for name in (*reads, *magic_reads) if name not in _WORKER_BUILTINS))
+            assigns = tuple(dict.fromkeys((*assigns, *magic_assigns)))
         if args.no_capture:
             capture = ()
         elif args.capture is not None:
             capture = args.capture
         else:
-            capture = names.reads
-        out_names = () if args.no_push else (args.out if args.out is not None else names.assigns)
-        ref = self._submit(cell, capture, out_names, options, args.actor, explicit=args.capture is not None)
+            capture = reads
+        out_names = () if args.no_push else (args.out if args.out is not None else assigns)
+        ref = self._submit(
+            source, capture, out_names, options, args.actor, explicit=args.capture is not None, original=original
+        )
         if args.run_async:
             self.shell.user_ns[args.out_ref] = ref
             self._watcher.watch(ref, functools.partial(self._push_async, out_ref=args.out_ref))
@@ -193,6 +221,7 @@ class ShoalMagics(Magics):
         except SyntaxError as error:
             raise UsageError(f"%remote: not a single expression: {error}") from None
         result = self._wait(self._submit(source, reads, (), {}, None, explicit=False), None)
+        _show_displays(result.displays)
         return result.value
 
     def _capture(self, names: tuple[str, ...], explicit: bool) -> tuple[dict, dict]:
@@ -214,7 +243,10 @@ class ShoalMagics(Magics):
                 values[name] = value
         return values, refs
 
-    def _submit(self, source: str, capture, out_names, options: dict, actor: str | None, explicit: bool):
+    def _submit(
+        self, source: str, capture, out_names, options: dict, actor: str | None, explicit: bool,
+        original: str | None = None,
+    ):
         self._ensure_cluster()
         values, refs = self._capture(tuple(capture), explicit)
         self._cell_count += 1
@@ -225,6 +257,9 @@ class ShoalMagics(Magics):
             values=values,
             ref_names=tuple(refs),
             out_names=tuple(out_names),
+            # Live only where something routes the marked records into the cell (a kernel's router).
+            live_display=self.router is not None and output.delivers_logs(),
+            original_source=original,
         )
         try:
             if actor is None:
@@ -258,7 +293,9 @@ class ShoalMagics(Magics):
 
     def _wait(self, ref, timeout_s: float | None) -> remote_cell.CellResult:
         try:
-            return shoal.get(ref, timeout=timeout_s)
+            # In a kernel, a cell that runs past a moment shows its elapsed time (wait_display).
+            with wait_display.labelled("%%remote"):
+                return shoal.get(ref, timeout=timeout_s)
         except (exceptions.GetTimeoutError, KeyboardInterrupt):
             # The cell is abandoned: it must not keep running (and holding resources) unseen.
             try:
@@ -275,6 +312,7 @@ class ShoalMagics(Magics):
             print(f"%%remote: not written back: {details}", file=sys.stderr)
 
     def _finish(self, result: remote_cell.CellResult):
+        _show_displays(result.displays)
         self._push(result)
         return result.value if result.has_value else None
 
@@ -287,6 +325,7 @@ class ShoalMagics(Magics):
                 file=sys.stderr,
             )
             return
+        _show_displays(result.displays)
         self._push(result)
 
     @line_magic
@@ -365,3 +404,103 @@ class ShoalMagics(Magics):
     def _ensure_cluster() -> None:
         if not shoal.is_initialized():
             shoal.init()
+
+
+# ------------------------------------------------------------------ IPython syntax in a cell
+
+
+def _translate(shell, cell: str) -> tuple[str, str | None]:
+    """The cell as Python, and the cell as typed when that differs.
+
+    A cell that parses is sent as it is; one that does not (`!cmd`, `x = !cmd`, `%magic`,
+    `%%magic`) is translated by the shell's input transformers into `get_ipython()` calls,
+    which the worker's `remote_shell.RemoteShell` serves.
+
+    Raises:
+        UsageError: The cell is not valid Python, translated or not.
+    """
+    try:
+        ast.parse(cell)
+        return cell, None
+    except SyntaxError as error:
+        first_error = error
+    translated = shell.transform_cell(cell)
+    try:
+        ast.parse(translated)
+    except SyntaxError:
+        raise UsageError(f"%%remote: the cell is not valid Python: {first_error}") from None
+    return translated, cell
+
+
+def _magic_names(tree: ast.Module) -> tuple[list[str], list[str]]:
+    """Check a translated cell's magics run remotely; the names their text reads and binds.
+
+    `$name` and `{expr}` in a shell command read names, and so does the statement of
+    `%time`/`%timeit` (a `%time` assignment binds its target): these are in strings, so
+    `analyze_cell` does not see them.
+
+    Raises:
+        UsageError: A magic that cannot run on a worker (named, with the ones that can).
+    """
+    reads: list[str] = []
+    assigns: list[str] = []
+    for node in ast.walk(tree):
+        method = _shell_method(node)
+        if method is None:
+            continue
+        texts = [arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "" for arg in node.args]
+        if method in ("system", "getoutput") and texts:
+            reads += _command_reads(texts[0])
+        elif method in ("run_line_magic", "run_cell_magic") and len(texts) >= 2:
+            cell_magic = method == "run_cell_magic"
+            name = texts[0]
+            if name not in (remote_shell.CELL_MAGICS if cell_magic else remote_shell.LINE_MAGICS):
+                raise UsageError(remote_shell.unsupported_magic_message(name, cell=cell_magic))
+            if name in ("system", "sx"):
+                reads += _command_reads(texts[1])
+            elif name in ("time", "timeit"):
+                for code in texts[1:]:
+                    try:
+                        names = cell_analysis.analyze_cell(code)
+                    except SyntaxError:
+                        continue  # the worker reports it, with the magic's line
+                    reads += names.reads
+                    assigns += names.assigns if name == "time" else ()
+    return reads, assigns
+
+
+def _shell_method(node: ast.AST) -> str | None:
+    """`method` for a `get_ipython().method(...)` call node, else None."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    target = node.func.value
+    if isinstance(target, ast.Call) and isinstance(target.func, ast.Name) and target.func.id == "get_ipython":
+        return node.func.attr
+    return None
+
+
+def _command_reads(command: str) -> list[str]:
+    reads: list[str] = []
+    for match in _SHELL_FIELD.finditer(command):
+        expression = next(group for group in match.groups() if group is not None)
+        try:
+            reads += cell_analysis.expression_reads(expression)
+        except SyntaxError:
+            continue  # not an expansion IPython would make either; the text runs as written
+    return reads
+
+
+def _show_displays(messages: list) -> None:
+    """Show the rich output a remote cell returned (when it was not sent live) in this cell."""
+    if not messages:
+        return
+    from IPython.display import clear_output, publish_display_data
+
+    for message in messages:
+        if "clear" in message:
+            clear_output(wait=bool(message["clear"]))
+            continue
+        extra = {"transient": message["transient"]} if message.get("transient") else {}
+        if message.get("update"):
+            extra["update"] = True
+        publish_display_data(data=message.get("data") or {}, metadata=message.get("metadata") or {}, **extra)

@@ -3,7 +3,9 @@
 Wires `cell_output.CellOutputState` to ipykernel: a submit listener records the cell executing
 when each task is submitted, and the log handler (on the client's I/O thread) sends each cell's
 lines as `stream` messages with that cell's parent header, so they land in that cell even while
-a later one runs. Installed by `%load_ext shoal` only inside an ipykernel; a plain IPython
+a later one runs. Rich output of `%%remote` cells arrives on the same channel as marked records
+(`cell_display`) and goes out as `display_data` (or `update_display_data` / `clear_output`),
+in order with the text around it. Installed by `%load_ext shoal` only inside an ipykernel; a plain IPython
 shell keeps the runtime's own printing. Must not block: the handler runs on the client's I/O
 thread and the listener on every submit.
 """
@@ -17,6 +19,7 @@ from collections import OrderedDict
 
 from shoal.util import output
 
+from . import cell_display
 from .cell_output import CellOutputState, StreamChunk
 
 __all__ = ["KernelOutputRouter", "kernel_of"]
@@ -33,6 +36,12 @@ def kernel_of(shell):
     if kernel is None or not all(hasattr(kernel, name) for name in ("session", "iopub_socket", "get_parent")):
         return None
     return kernel
+
+
+def _display_message(record: dict) -> dict | None:
+    if record.get("stream") != "stdout":
+        return None
+    return cell_display.decode_record(record.get("text"))
 
 
 class KernelOutputRouter:
@@ -97,8 +106,20 @@ class KernelOutputRouter:
             with self._lock:
                 if self._closed:
                     return
-                chunks = self._state.receive(records, time.monotonic(), self._remember(parent))
-                self._send(chunks)
+                current_cell = self._remember(parent)
+                pending: list = []
+                for record in records:
+                    message = _display_message(record)
+                    if message is None:
+                        pending.append(record)
+                        continue
+                    # Text before the display goes out first, so the cell reads in order.
+                    self._send(self._state.receive(pending, time.monotonic(), current_cell))
+                    pending = []
+                    cell_key, chunks = self._state.display(record, current_cell)
+                    self._send(chunks)
+                    self._send_display(cell_key, message)
+                self._send(self._state.receive(pending, time.monotonic(), current_cell))
                 self._schedule_notes()
         except Exception:  # output must never take down the client's I/O thread
             logger.exception("routing worker output to the notebook failed")
@@ -137,3 +158,18 @@ class KernelOutputRouter:
                 parent=parent,
                 ident=b"stream." + chunk.stream.encode(),
             )
+
+    def _send_display(self, cell_key: str | None, message: dict) -> None:
+        parent = self._parents.get(cell_key, {}) if cell_key else {}
+        if "clear" in message:
+            msg_type, content = "clear_output", {"wait": bool(message["clear"])}
+        else:
+            msg_type = "update_display_data" if message.get("update") else "display_data"
+            content = {
+                "data": message.get("data") or {},
+                "metadata": message.get("metadata") or {},
+                "transient": message.get("transient") or {},
+            }
+        self._kernel.session.send(
+            self._kernel.iopub_socket, msg_type, content, parent=parent, ident=b"display_data"
+        )

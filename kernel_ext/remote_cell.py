@@ -3,11 +3,14 @@
 The driver ships the cell's source and the values it captured; the worker compiles the cell
 under its own name (`<remote-cell-N>`, registered with `linecache`, so tracebacks point at the
 cell's lines and show them), executes it in a namespace, and returns a `CellResult`: the
-values of the names to push back and the value of a trailing expression.
+values of the names to push back and the value of a trailing expression. While it runs,
+`display()`, `plt.show()` and `get_ipython()` (for `!cmd` and the few magics that run remotely)
+are the worker's own (`cell_display`, `remote_shell`).
 
     driver (magics)                       worker / actor
     source, captured values, refs  ──▶    execute_cell(namespace, ...)
-                                   ◀──    CellResult(values, skipped, value)
+                                   ◀──    display messages (live, as marked stdout records)
+                                   ◀──    CellResult(values, skipped, value, displays)
 
 No IPython here: this module is imported on workers. Uses the public API only.
 """
@@ -24,6 +27,7 @@ import cloudpickle
 
 import shoal
 
+from . import cell_display, remote_shell
 from .cell_analysis import split_last_expression
 
 __all__ = ["CellNamespace", "CellRequest", "CellResult", "actor_name", "execute_cell", "run_cell", "unpicklable_reason"]
@@ -39,6 +43,10 @@ class CellRequest:
         values: Captured plain values by name.
         ref_names: Names of captured ObjectRefs, in the order their values follow as task args.
         out_names: Names to send back after the cell ran (those it did not bind are ignored).
+        live_display: Send rich output (`display()`, figures) as it is made, on the task's
+            output channel (the kernel routes it); otherwise return it in `CellResult.displays`.
+        original_source: The cell as typed, when `source` is IPython's translation of it (`!cmd`,
+            `%magic`); tracebacks show its lines.
     """
 
     source: str
@@ -46,6 +54,8 @@ class CellRequest:
     values: dict = field(default_factory=dict)
     ref_names: tuple[str, ...] = ()
     out_names: tuple[str, ...] = ()
+    live_display: bool = False
+    original_source: str | None = None
 
 
 @dataclass
@@ -57,12 +67,14 @@ class CellResult:
         skipped: Names not sent back, with the reason (a module, or not picklable).
         value: The value of the cell's trailing expression, or None.
         has_value: Whether the cell ended in an expression.
+        displays: Display messages (see `cell_display`) not already sent live, in order.
     """
 
     values: dict
     skipped: dict
     value: object = None
     has_value: bool = False
+    displays: list = field(default_factory=list)
 
 
 def _fresh_namespace() -> dict:
@@ -115,16 +127,31 @@ def execute_cell(namespace: dict, request: CellRequest, ref_values: tuple) -> Ce
     """
     namespace.update(request.values)
     namespace.update(zip(request.ref_names, ref_values))
-    _register_source(request.filename, request.source)
+    for name, value in request.values.items():
+        # IPython's display functions captured from the notebook would print on the worker.
+        replacement = cell_display.replacement_for(value)
+        if replacement is not None:
+            namespace[name] = replacement
+    namespace["__builtins__"] = remote_shell.cell_builtins(namespace)
+    shown = request.original_source
+    if shown is None or len(shown.splitlines()) != len(request.source.splitlines()):
+        shown = request.source
+    _register_source(request.filename, shown)
     tree = ast.parse(request.source, filename=request.filename)
     body, last = split_last_expression(tree)
-    exec(compile(body, request.filename, "exec"), namespace)
     result = CellResult(values={}, skipped={})
-    if last is not None:
-        result.value = eval(compile(last, request.filename, "eval"), namespace)
-        result.has_value = True
-        if unpicklable_reason(result.value) is not None:
-            result.value = _Unpicklable(repr(result.value))
+    with cell_display.DisplayCapture(request.live_display, patch_ipython="IPython" in request.source) as capture:
+        exec(compile(body, request.filename, "exec"), namespace)
+        if last is not None:
+            result.value = eval(compile(last, request.filename, "eval"), namespace)
+            result.has_value = True
+            if cell_display.is_figure(result.value):
+                # Shown as the PNG a notebook shows for a figure; the figure itself stays here.
+                cell_display.display(result.value)
+                result.value, result.has_value = None, False
+    result.displays = capture.messages
+    if result.has_value and unpicklable_reason(result.value) is not None:
+        result.value = _Unpicklable(repr(result.value))
     for name in request.out_names:
         if name not in namespace:
             continue

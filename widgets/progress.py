@@ -99,3 +99,85 @@ def track(refs, description: str = "tasks") -> ProgressBar:
     if get_ipython() is not None:
         display(bar)
     return bar
+
+
+class WaitProgress(ipywidgets.HBox):
+    """What a notebook cell shows while it blocks in `shoal.get`/`shoal.wait` (kernel extension).
+
+    Waits on several refs show `ready/total` as a bar; a `%%remote` cell (`elapsed_only`) shows
+    how long it has run. `summary()` is the static line that replaces the widget when the wait
+    ends, so a saved notebook keeps the outcome without the widget.
+
+    Args:
+        total: how many refs the wait is on.
+        num_returns: how many must be ready for it to return (`total` for a get).
+        description: the text before the bar, such as "shoal.get" or "%%remote".
+        elapsed_only: show elapsed time and no bar.
+    """
+
+    def __init__(self, total: int, num_returns: int, description: str, elapsed_only: bool = False, **kwargs):
+        self.total = total
+        self.num_returns = num_returns
+        self.description = description
+        self.elapsed_only = elapsed_only
+        self.ready = 0
+        self.elapsed_s = 0.0
+        self._bar = ipywidgets.IntProgress(value=0, min=0, max=max(total, 1), description=description)
+        self._label = ipywidgets.Label(value=self._text())
+        children = [self._label] if elapsed_only else [self._bar, self._label]
+        super().__init__(children=children, **kwargs)
+        self._draw()
+
+    def update(self, ready: int, elapsed_s: float) -> None:
+        self.ready, self.elapsed_s = ready, elapsed_s
+        self._draw()
+
+    def _draw(self) -> None:
+        self._bar.value = min(self.ready, self._bar.max)
+        self._label.value = self._text()
+
+    def _text(self) -> str:
+        if self.elapsed_only:
+            return f"{self.description}: running for {self.elapsed_s:.0f} s"
+        text = f"{self.ready}/{self.total} ready"
+        if self.num_returns < self.total:
+            text += f" (waiting for {self.num_returns})"
+        return f"{text}, {self.elapsed_s:.0f} s"
+
+    def summary(self, outcome: str, ready: int, elapsed_s: float) -> "WaitSummary":
+        """The static line for a wait that ended with `outcome` ("done", "error", ...)."""
+        if self.elapsed_only:
+            what = f"{self.description}: {_OUTCOME_WORDS.get(outcome, outcome)} after {elapsed_s:.1f} s"
+        else:
+            what = (
+                f"{self.description}: {ready}/{self.total} ready, "
+                f"{_OUTCOME_WORDS.get(outcome, outcome)} after {elapsed_s:.1f} s"
+            )
+        return WaitSummary(what, outcome)
+
+    def __repr__(self) -> str:
+        return f"{self.description}: {self._text()}" if not self.elapsed_only else self._text()
+
+
+_OUTCOME_WORDS = {
+    "done": "finished",
+    "error": "failed",
+    "timeout": "timed out",
+    "interrupted": "interrupted",
+    "closed": "stopped watching",
+}
+
+
+class WaitSummary:
+    """A finished wait, as one static line (text and HTML)."""
+
+    def __init__(self, text: str, outcome: str) -> None:
+        self.text = text
+        self.outcome = outcome
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        color = "#2e7d32" if self.outcome == "done" else "#c62828"
+        return f"<div class='shoal-wait' style='color:{color}'>{html.escape(self.text)}</div>"

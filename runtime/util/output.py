@@ -1,16 +1,22 @@
-"""Hooks for front ends (the Jupyter layer) on the driver: where worker output goes, and
-which tasks the current code submits.
+"""Hooks for front ends (the Jupyter layer) on the driver: where worker output goes, which
+tasks the current code submits, and which objects `get`/`wait` are blocked on.
 
-Both hooks run on hot paths: a submit listener sees every task id the driver submits (keep
-it to an append), and the log handler runs on the client's I/O thread (hand the records to
-your own queue or send them; do not block).
+All hooks run on hot paths: a submit listener sees every task id the driver submits (keep
+it to an append), the log handler runs on the client's I/O thread (hand the records to
+your own queue or send them; do not block), and a wait listener runs at the start of every
+blocking `get`/`wait` in the waiting thread (decide quickly; draw nothing there).
+No IPython here: the runtime knows nothing of notebooks.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Callable
 
 from .. import api
+
+logger = logging.getLogger(__name__)
 
 _submit_listeners: list = []
 
@@ -23,6 +29,13 @@ def set_log_handler(handler: Callable[[list], None] | None) -> None:
     session = api._session
     if session is not None:
         session.log_handler = _adapt(handler) if handler is not None else None
+
+
+def delivers_logs() -> bool:
+    """Whether worker output reaches the handler set with `set_log_handler` (a handler is set,
+    a cluster is connected and it forwards task output to this driver)."""
+    session = api._session
+    return api._log_handler_override is not None and session is not None and bool(session.log_to_driver)
 
 
 def _adapt(handler: Callable[[list], None]) -> Callable[[list], None]:
@@ -56,4 +69,119 @@ def remove_submit_listener(listener: Callable[[str], None]) -> None:
         pass
 
 
-__all__ = ["add_submit_listener", "remove_submit_listener", "set_log_handler"]
+class WaitInfo:
+    """One blocking `get` or `wait` in progress, as a wait listener sees it.
+
+    Attributes:
+        kind: "get" or "wait".
+        refs: The ObjectRefs being waited on (a tuple, in the caller's order).
+        num_returns: How many must be ready for the call to return (all of them for `get`).
+        timeout_s: The caller's timeout, or None.
+        started_at: `time.monotonic()` when the wait began.
+    """
+
+    __slots__ = ("kind", "refs", "num_returns", "timeout_s", "started_at", "_ids", "_objects")
+
+    def __init__(self, kind: str, refs, ids: list, num_returns: int, timeout_s, objects) -> None:
+        self.kind = kind
+        self.refs = tuple(refs)
+        self.num_returns = num_returns
+        self.timeout_s = timeout_s
+        self.started_at = time.monotonic()
+        self._ids = ids
+        self._objects = objects
+
+    @property
+    def total(self) -> int:
+        return len(self._ids)
+
+    def ready_count(self) -> int:
+        """How many of the refs are ready now; never blocks on the cluster (any thread)."""
+        objects = self._objects
+        with objects.cond:
+            values = objects.values
+            return sum(1 for object_id in self._ids if object_id in values)
+
+    def __repr__(self) -> str:
+        return f"WaitInfo(kind={self.kind!r}, total={self.total}, num_returns={self.num_returns})"
+
+
+WaitListener = Callable[[WaitInfo], "Callable[[str], None] | None"]
+
+
+def add_wait_listener(listener: WaitListener) -> None:
+    """Call `listener(info)` when a `get` or `wait` starts blocking on the cluster.
+
+    Only calls that block are reported, when they start blocking (not `timeout=0` polls, nor
+    calls whose objects are already here). The listener runs in the
+    waiting thread and may return a callable; that is called once, in the same thread, when
+    the wait ends, with the outcome: "done", "timeout", "error" or "interrupted". Errors in
+    listeners are logged and ignored. With no listener, get/wait pay one list check.
+
+    Args:
+        listener: `listener(info: WaitInfo) -> finish(outcome) | None`.
+    """
+    if listener not in api._wait_listeners:
+        api._wait_listeners.append(listener)
+
+
+def remove_wait_listener(listener: WaitListener) -> None:
+    try:
+        api._wait_listeners.remove(listener)
+    except ValueError:
+        pass
+
+
+class _WaitWatch:
+    """One get/wait while listeners exist: they hear of it only once it actually blocks, so
+    gets of objects already here cost a closure call and no listener work."""
+
+    __slots__ = ("_args", "_on_block", "_finishers")
+
+    def __init__(self, kind: str, refs, ids: list, num_returns: int, timeout_s, objects, on_block) -> None:
+        self._args = (kind, refs, ids, num_returns, timeout_s, objects)
+        self._on_block = on_block
+        self._finishers: list | None = None
+
+    def on_block(self, blocked: bool) -> None:
+        self._on_block(blocked)
+        if blocked and self._finishers is None:
+            self._finishers = _wait_started(*self._args)
+
+    def end(self, outcome: str) -> None:
+        if self._finishers:
+            _wait_ended(self._finishers, outcome)
+
+
+def _wait_started(kind: str, refs, ids: list, num_returns: int, timeout_s, objects) -> list:
+    """Tell the wait listeners a wait started; returns their finish callbacks (maybe [])."""
+    info = WaitInfo(kind, refs, ids, num_returns, timeout_s, objects)
+    finishers = []
+    for listener in list(api._wait_listeners):
+        try:
+            finish = listener(info)
+        except Exception:
+            logger.warning("shoal wait listener %r failed", listener, exc_info=True)
+            continue
+        if finish is not None:
+            finishers.append(finish)
+    return finishers
+
+
+def _wait_ended(finishers: list, outcome: str) -> None:
+    for finish in finishers:
+        try:
+            finish(outcome)
+        except Exception:
+            logger.warning("shoal wait listener finish %r failed", finish, exc_info=True)
+
+
+__all__ = [
+    "WaitInfo",
+    "add_submit_listener",
+    "add_wait_listener",
+    "delivers_logs",
+    "remove_submit_listener",
+    "remove_wait_listener",
+    "set_log_handler",
+]

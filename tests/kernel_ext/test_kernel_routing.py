@@ -52,9 +52,12 @@ def _kernel_manager(tmp_dir):
     return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
 
 
-def start_kernel(tmp_dir):
+def start_kernel(tmp_dir, interactive: bool = False):
+    """A started kernel and its client; `interactive` leaves live widget updates on."""
     manager = _kernel_manager(tmp_dir)
     env = dict(os.environ, SHOAL_NONINTERACTIVE="1", PYTHONUNBUFFERED="1")
+    if interactive:
+        env.pop("SHOAL_NONINTERACTIVE")
     manager.start_kernel(env=env, cwd=os.getcwd())
     client = manager.client()
     client.start_channels()
@@ -265,6 +268,74 @@ def test_interrupt_cancels_the_awaited_task_and_the_next_cell_works(kernel):
 
 def _interrupt(client) -> None:
     _MANAGERS[id(client)].interrupt_kernel()
+
+
+def _wait_for_text(client, cell: Cell, text: str, timeout_s: float) -> None:
+    """Read iopub into `cell` until stream output (of any cell) contains `text`."""
+    deadline = time.monotonic() + timeout_s
+    while text not in cell.text():
+        assert time.monotonic() < deadline, cell.summary()
+        try:
+            cell.messages.append((time.monotonic(), client.get_iopub_msg(timeout=0.5)))
+        except queue.Empty:
+            pass
+
+
+def test_second_interrupt_kills_the_worker_of_a_task_that_ignores_cancel(kernel, tmp_path):
+    pid_file = tmp_path / "stubborn.pid"
+    run_ok(
+        kernel,
+        f"""
+        @shoal.remote(max_retries=0)
+        def stubborn(path):
+            import os, time
+            with open(path, "w") as file:
+                file.write(str(os.getpid()))
+            print("stubborn started", flush=True)
+            while True:  # swallows the cancellation (and any KeyboardInterrupt)
+                try:
+                    time.sleep(0.05)
+                except BaseException:
+                    pass
+
+        stubborn_ref = stubborn.remote({str(pid_file)!r})
+        """,
+    )
+    first = Cell(kernel, "shoal.get(stubborn_ref)")
+    _wait_for_text(kernel, first, "stubborn started", 15)
+    worker = psutil.Process(int(pid_file.read_text()))
+    _interrupt(kernel)
+    reply = first.wait(timeout_s=10)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert "cancelled 1 task(s)" in first.text(), first.summary()
+    # The task ignored the cancel: its worker still runs it.
+    assert _alive(worker)
+    check = run_ok(kernel, "print('still running:', shoal.wait([stubborn_ref], timeout=1)[1] == [stubborn_ref])")
+    assert "still running: True" in check.text(check.msg_id), check.summary()
+    assert _alive(worker)
+
+    second = Cell(kernel, "shoal.get(stubborn_ref)")
+    time.sleep(0.5)  # let the get start blocking; an interrupt before it only ends the cell
+    interrupted_at = time.monotonic()
+    _interrupt(kernel)
+    reply = second.wait(timeout_s=10)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    assert "killed the workers of 1 task(s)" in second.text(), second.summary()
+    wait_for(lambda: not _alive(worker), 5, describe=lambda: f"worker {worker.pid} still alive")
+    assert time.monotonic() - interrupted_at < 8
+    # The kernel and the cluster stay usable.
+    after = run_ok(
+        kernel,
+        """
+        try:
+            shoal.get(stubborn_ref, timeout=10)
+        except (shoal.exceptions.TaskCancelledError, shoal.exceptions.WorkerCrashedError) as error:
+            print("stubborn ended:", type(error).__name__)
+        """,
+    )
+    assert "stubborn ended:" in after.text(after.msg_id), after.summary()
+    again = run_ok(kernel, "shoal.get(say.remote('works after the kill'))")
+    assert "works after the kill" in again.text(again.msg_id)
 
 
 def test_sigkill_of_the_kernel_leaves_no_process(tmp_path):
