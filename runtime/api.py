@@ -22,6 +22,7 @@ from ._core.client import CoreClient
 from ._core.ids import TaskIDFactory
 from ._core.local_objects import PinnedLocation
 from ._core.protocol import CancelTask, ClusterInfoRequest, PutObjects
+from .init_context import RayContext
 from .object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,9 @@ _lock = threading.RLock()
 _session: "_Session | None" = None
 _task_ids = TaskIDFactory()
 _warned: set = set()
+_feasible_elsewhere: set = set()  # requests this node cannot meet but another node can
 _log_handler_override = None  # set by shoal.util.output.set_log_handler
+_wait_listeners: list = []  # managed by shoal.util.output.add_wait_listener
 
 _IGNORED_INIT_OPTIONS = {
     "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging", "logging_level",
@@ -50,46 +53,6 @@ class _Session:
         self.namespace = namespace
         self.partial_lines: dict = {}
         self.log_handler = None
-
-
-class RayContext(dict):
-    """What `init()` returns: the cluster's address info, usable as a context manager."""
-
-    def __init__(self, info: dict):
-        super().__init__(info)
-        self.address_info = info
-        self.dashboard_url = None
-        self.python_version = ".".join(map(str, sys.version_info[:3]))
-        from . import __version__
-
-        self.ray_version = self.shoal_version = __version__
-        self.ray_commit = "shoal"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        shutdown()
-
-    def disconnect(self) -> None:
-        shutdown()
-
-    def __repr__(self) -> str:
-        info = self.address_info
-        return f"RayContext(address={info.get('address')!r}, node_id={info.get('node_id')!r}, session_dir={info.get('session_dir')!r})"
-
-    def _repr_html_(self) -> str:
-        resources = info_resources(self.address_info)
-        rows = "".join(f"<tr><td>{k}</td><td>{v:g}</td></tr>" for k, v in resources.items())
-        return (
-            "<div><b>shoal cluster</b> (Ray-compatible)<table>"
-            f"<tr><td>address</td><td>{self.address_info.get('address')}</td></tr>{rows}</table></div>"
-        )
-
-
-def info_resources(info: dict) -> dict:
-    resources = info.get("resources", {})
-    return {k: v for k, v in resources.items() if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
 
 
 # -- the decorator ------------------------------------------------------------------------
@@ -325,6 +288,7 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         if session is None or task_context.process.mode == "worker":
             return
         _session = None
+        _feasible_elsewhere.clear()
         client_module.set_current(None)
         try:
             session.client.close()
@@ -440,8 +404,29 @@ def get(object_refs, *, timeout: float | None = None):
         return []
     ids = [ref._id for ref in refs]
     client.flush_pending()
+    if not _wait_listeners or timeout == 0:
+        return _get_values(client, refs, ids, timeout, single)
+    from .util.output import _WaitWatch
+
+    watch = _WaitWatch("get", refs, ids, len(ids), timeout, client.objects, _on_block)
+    outcome = "error"
     try:
-        values = client.objects.collect(ids, timeout, client.request_objects, _on_block)
+        result = _get_values(client, refs, ids, timeout, single, watch.on_block)
+        outcome = "done"
+        return result
+    except exceptions.GetTimeoutError:
+        outcome = "timeout"
+        raise
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
+    finally:
+        watch.end(outcome)
+
+
+def _get_values(client: CoreClient, refs: list, ids: list, timeout, single: bool, on_block=_on_block):
+    try:
+        values = client.objects.collect(ids, timeout, client.request_objects, on_block)
     except RuntimeError as exc:
         raise exceptions.RaySystemError(str(exc)) from None
     except KeyboardInterrupt:
@@ -488,11 +473,21 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
     _check_timeout(timeout)
     client = _client_for_submit()
     client.flush_pending()
-    try:
-        ready_ids = client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, _on_block)
-    except KeyboardInterrupt:
-        _cancel_on_interrupt(client, refs)
-        raise
+    if not _wait_listeners or timeout == 0:
+        ready_ids = _wait_ready(client, refs, ids, num_returns, timeout)
+    else:
+        from .util.output import _WaitWatch
+
+        watch = _WaitWatch("wait", refs, ids, num_returns, timeout, client.objects, _on_block)
+        outcome = "error"
+        try:
+            ready_ids = _wait_ready(client, refs, ids, num_returns, timeout, watch.on_block)
+            outcome = "done" if len(ready_ids) >= num_returns else "timeout"
+        except KeyboardInterrupt:
+            outcome = "interrupted"
+            raise
+        finally:
+            watch.end(outcome)
     if len(ready_ids) == len(ids) and num_returns == len(ids):
         return refs, []
     ready_set = set(ready_ids[:num_returns])
@@ -500,6 +495,14 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
     for object_id, ref in zip(ids, refs):
         (ready if object_id in ready_set else not_ready).append(ref)
     return ready, not_ready
+
+
+def _wait_ready(client: CoreClient, refs: list, ids: list, num_returns: int, timeout, on_block=_on_block) -> list:
+    try:
+        return client.objects.wait_ready(ids, num_returns, timeout, client.request_objects, on_block)
+    except KeyboardInterrupt:
+        _cancel_on_interrupt(client, refs)
+        raise
 
 
 _interrupted_tasks: set = set()
@@ -577,19 +580,30 @@ def _check_feasible(resources: dict, name: str) -> None:
     info = _session.client.node_info if _session is not None else None
     if info is None:
         return
-    total = info.resources
     # Placement-group resources appear when the group is reserved; the group warns itself.
-    missing = {k: v for k, v in resources.items() if total.get(k, 0) < v and "_group_" not in k}
-    if missing:
-        key = tuple(sorted(resources.items()))
-        if key not in _warned:
-            _warned.add(key)
-            warnings.warn(
-                f"Task or actor {name!r} requests {resources}, but no node in the cluster has "
-                f"{missing} (cluster total: { {k: v for k, v in total.items() if not k.startswith('node:')} }). "
-                "It will stay pending until a node with these resources joins the cluster.",
-                stacklevel=4,
-            )
+    wanted = {k: v for k, v in resources.items() if "_group_" not in k}
+    if all(info.resources.get(k, 0) >= v for k, v in wanted.items()):
+        return  # this node could run it: no need to ask the cluster
+    key = tuple(sorted(resources.items()))
+    if key in _warned or key in _feasible_elsewhere:
+        return
+    alive = [n for n in nodes() if n.get("Alive")]
+    if any(all(n["Resources"].get(k, 0) >= v for k, v in wanted.items()) for n in alive):
+        _feasible_elsewhere.add(key)
+        return
+    total: dict = {}
+    for node in alive:
+        for k, v in node["Resources"].items():
+            if not k.startswith("node:"):
+                total[k] = total.get(k, 0) + v
+    missing = {k: v for k, v in wanted.items() if not any(n["Resources"].get(k, 0) >= v for n in alive)} or wanted
+    _warned.add(key)
+    warnings.warn(
+        f"Task or actor {name!r} requests {resources}, but no node in the cluster has "
+        f"{missing} (cluster total: {total}). "
+        "It will stay pending until a node with these resources joins the cluster.",
+        stacklevel=4,
+    )
 
 
 # -- logs ----------------------------------------------------------------------------------
