@@ -1,6 +1,7 @@
 """The `shoal` command: start, stop and inspect a cluster on this machine.
 
-    shoal start [--num-cpus N] [--num-gpus N] [--resources JSON] [--object-store-memory BYTES] [--block]
+    shoal start --head [--port P] [--num-cpus N] [--num-gpus N] [--resources JSON] [--object-store-memory BYTES] [--block]
+    shoal start --address HEAD:PORT [--token T] [...same options]
     shoal status
     shoal list nodes|workers|tasks|actors|objects|jobs|placement-groups [--filter KEY=VALUE] [--limit N]
     shoal summary tasks|actors|objects
@@ -20,7 +21,7 @@ def _start(args: argparse.Namespace) -> int:
     from ._core import config, lifecycle, node_launcher
 
     running = node_launcher.read_address()
-    if running is not None:
+    if running is not None and not args.address:
         print(f"A shoal cluster is already running on this machine (node manager pid {running.pid}).", file=sys.stderr)
         print("Stop it first with: shoal stop", file=sys.stderr)
         return 1
@@ -34,13 +35,25 @@ def _start(args: argparse.Namespace) -> int:
         if not isinstance(resources, dict):
             print("--resources must be a JSON object of name to amount", file=sys.stderr)
             return 2
+    token = None
     if args.address:
-        print(
-            "Joining another node's cluster (--address) needs multi-node support, which this version of "
-            "shoal does not have yet. Drivers on other machines can connect to a head started with --port.",
-            file=sys.stderr,
-        )
-        return 2
+        if args.head:
+            print("--head starts a new cluster and --address joins one: pass only one of them", file=sys.stderr)
+            return 2
+        host, _, port = args.address.rpartition(":")
+        if not host or not port.isdigit():
+            print(f"--address must be HOST:PORT of the head, got {args.address!r}", file=sys.stderr)
+            return 2
+        token = args.token or config.cluster_token()
+        if token is None and running is not None and running.tcp_address and running.tcp_address.endswith(":" + port):
+            token = running.token  # the head runs on this machine: its token is in our session dir
+        if token is None:
+            print(
+                f"Joining {args.address} needs the cluster's token: pass --token or set SHOAL_TOKEN to the "
+                "token the head printed.",
+                file=sys.stderr,
+            )
+            return 2
     stop = {"requested": False}
     if args.block:
         # Installed before anything is printed: a supervisor may signal as soon as it reads.
@@ -52,39 +65,62 @@ def _start(args: argparse.Namespace) -> int:
     bind_host = args.bind or args.node_ip_address or "127.0.0.1"
     node_ip = args.node_ip_address or "127.0.0.1"
     store_bytes = args.object_store_memory or config.default_object_store_bytes()
-    total = node_launcher.node_resources(args.num_cpus, args.num_gpus, resources, store_bytes, node_ip)
-    head = node_launcher.start_node(
-        total, store_bytes, None, node_ip=node_ip, embedded=args.block, tcp_port=args.port, bind_host=bind_host
+    total = node_launcher.node_resources(
+        args.num_cpus, args.num_gpus, resources, store_bytes, node_ip, head=not args.address
     )
-    node_launcher.write_address(head)
-    print(f"Started a shoal node (node manager pid {head.pid}).")
-    print(f"  address: {head.endpoint}")
-    print(f"  session: {head.session_dir}")
+    try:
+        node = node_launcher.start_node(
+            total, store_bytes, None, node_ip=node_ip, embedded=args.block, tcp_port=args.port,
+            bind_host=bind_host, head_address=args.address, token=token,
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        print(str(exc).strip(), file=sys.stderr)
+        return 1
+    if args.address:
+        node_launcher.write_member(node)
+        print(f"Joined the shoal cluster at {args.address} (node manager pid {node.pid}).")
+        print(f"  this node listens on: {node.tcp_address}")
+    else:
+        node_launcher.write_address(node)
+        print(f"Started a shoal head node (node manager pid {node.pid}).")
+        print(f"  address: {node.endpoint}")
+    print(f"  session: {node.session_dir}")
     print("Connect from Python on this machine with:  shoal.init(address='auto')")
-    if head.tcp_address:
-        print(f"  TCP address: {head.tcp_address} (only clients holding the token can connect)")
-        print(f"  token: {head.token}")
-        print(f"From another machine:  SHOAL_TOKEN={head.token} python -c \"import shoal; shoal.init(address='{head.tcp_address}')\"")
+    if node.tcp_address and not args.address:
+        print(f"  TCP address: {node.tcp_address} (only clients holding the token can connect)")
+        print(f"  token: {node.token}")
+        print("To add a node from another machine:")
+        print(f"  shoal start --address {node.tcp_address} --token {node.token}")
+        print(f"From another machine:  SHOAL_TOKEN={node.token} python -c \"import shoal; shoal.init(address='{node.tcp_address}')\"")
     print("Stop it with:  shoal stop")
     sys.stdout.flush()
     if not args.block:
         return 0
 
     try:
-        while not stop["requested"] and lifecycle.pid_alive(head.pid) and head.process.poll() is None:
+        while not stop["requested"] and lifecycle.pid_alive(node.pid) and node.process.poll() is None:
             time.sleep(0.1)
     finally:
-        node_launcher.stop_node(head)
-        node_launcher.clear_address()
+        node_launcher.stop_node(node)
+        if args.address:
+            node_launcher.clear_member(node)
+        else:
+            node_launcher.clear_address()
     return 0
 
 
 def _stop(args: argparse.Namespace) -> int:
     from ._core import node_launcher
 
+    members = node_launcher.read_members()
+    for member in members:
+        node_launcher.stop_node(member)
+        node_launcher.clear_member(member)
+        print(f"Stopped the shoal node with node manager pid {member.pid}.")
     running = node_launcher.read_address()
     if running is None:
-        print("No shoal cluster is running on this machine.")
+        if not members:
+            print("No shoal cluster is running on this machine.")
         node_launcher.clear_address()
         return 0
     node_launcher.stop_node(running)
@@ -210,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shoal", description="Start, stop and inspect a shoal cluster.")
     commands = parser.add_subparsers(dest="command", required=True)
     start = commands.add_parser("start", help="start a shoal node on this machine")
-    start.add_argument("--head", action="store_true", help="start the head node (the only kind for now)")
+    start.add_argument("--head", action="store_true", help="start the head node of a new cluster")
     start.add_argument("--num-cpus", type=float, default=None)
     start.add_argument("--num-gpus", type=int, default=None)
     start.add_argument("--resources", default=None, help="custom resources as JSON, e.g. '{\"big_mem\": 1}'")

@@ -28,6 +28,7 @@ import zmq
 
 from . import protocol
 from .local_objects import LocalObjects
+from .ids import TaskIDFactory
 from .protocol import TaskResult, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ class CoreClient:
             self.close()
             raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
         self.node_info = reply
+        TaskIDFactory.set_node_tag(reply.node_id)
         if not self.remote:
             from .shared_arena import SharedArena
 

@@ -44,6 +44,7 @@ class RuntimeConfig:
     task_history: int = 10_000  # finished tasks the state API can list
     max_message_bytes: int = 4 * 1024**3  # largest frame accepted over TCP
     prestart_workers: bool = True
+    node_timeout_s: float = 10.0  # a node silent this long is dead (the head, too, for the others)
 
 
 def load_config() -> RuntimeConfig:
@@ -56,6 +57,7 @@ def load_config() -> RuntimeConfig:
         log_flush_interval_s=_env_float("SHOAL_LOG_FLUSH_INTERVAL_S", 0.05),
         shutdown_timeout_s=_env_float("SHOAL_SHUTDOWN_TIMEOUT_S", 5.0),
         allocation_wait_s=_env_float("SHOAL_ALLOCATION_WAIT_S", 5.0),
+        node_timeout_s=_env_float("SHOAL_NODE_TIMEOUT_S", 10.0),
     )
 
 

@@ -1,4 +1,4 @@
-"""The control store: node table, job table and internal key-value store of a cluster.
+"""The control store: job table and internal key-value store of a cluster.
 
 Held by the head's node manager in the same event loop (fast single-node start), behind its
 own interface so it can move to its own process. Pure data: no sockets, no threads.
@@ -11,37 +11,9 @@ import time
 
 class ControlStore:
     def __init__(self) -> None:
-        self.nodes: dict[str, dict] = {}
         self.jobs: dict[str, dict] = {}
         self.kv: dict[tuple[str, bytes], bytes] = {}
         self._job_counter = 0
-
-    def add_node(self, node_id: str, ip: str, resources: dict, object_store_bytes: int) -> None:
-        self.nodes[node_id] = {
-            "node_id": node_id,
-            "ip": ip,
-            "resources": dict(resources),
-            "object_store_bytes": object_store_bytes,
-            "alive": True,
-            "started_at": time.time(),
-        }
-
-    def node_entry(self, node_id: str, total: dict) -> dict:
-        """One node in the shape of Ray's `ray.nodes()`."""
-        node = self.nodes[node_id]
-        resources = dict(total)
-        resources[f"node:{node['ip']}"] = 1.0
-        return {
-            "NodeID": node_id,
-            "Alive": node["alive"],
-            "NodeManagerAddress": node["ip"],
-            "NodeManagerHostname": node["ip"],
-            "NodeManagerPort": 0,
-            "ObjectStoreSocketName": "",
-            "Resources": resources,
-            "alive": node["alive"],
-            "IsHeadNode": True,
-        }
 
     def add_job(self, client_id: str, pid: int, namespace: str | None) -> str:
         self._job_counter += 1

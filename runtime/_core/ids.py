@@ -92,20 +92,40 @@ def object_id_for(task_id: bytes, index: int) -> bytes:
     return task_id + struct.pack(">I", index)
 
 
-class TaskIDFactory:
-    """Makes task ids unique to this process: an 8-byte random prefix and a counter.
+NODE_TAG_BYTES = 4
 
+
+def owner_tag(object_or_task_id: bytes) -> bytes:
+    """The tag of the node whose node manager owns this task or object (its first bytes)."""
+    return object_or_task_id[:NODE_TAG_BYTES]
+
+
+class TaskIDFactory:
+    """Makes task ids unique to this process: node tag, 4 random bytes, and a counter.
+
+    The first 4 bytes name the node whose node manager owns the task and its returns (and
+    every object put through it), so any node can tell an object's owner from its id.
     Thread-safe: `itertools.count` advances atomically under the GIL.
     """
 
+    _node_tag = bytes(NODE_TAG_BYTES)
+    _instances: list = []
+
     def __init__(self) -> None:
-        self._prefix = os.urandom(8)
-        self._counter = itertools.count(1)
+        self.reset()
         self._lock = threading.Lock()
+        TaskIDFactory._instances.append(self)
+
+    @classmethod
+    def set_node_tag(cls, node_id: bytes) -> None:
+        """Called once connected: ids made from now on name the node this process talks to."""
+        cls._node_tag = bytes(node_id[:NODE_TAG_BYTES])
+        for factory in cls._instances:
+            factory.reset()
 
     def reset(self) -> None:
-        """Called in a forked child so it never repeats its parent's ids."""
-        self._prefix = os.urandom(8)
+        """Called in a forked child (and on connecting) so it never repeats ids."""
+        self._prefix = self._node_tag + os.urandom(8 - NODE_TAG_BYTES)
         self._counter = itertools.count(1)
 
     def next(self) -> bytes:

@@ -45,7 +45,7 @@ def detect_gpus() -> int:
     return len([line for line in out.stdout.splitlines() if line.startswith("GPU ")])
 
 
-def node_resources(num_cpus, num_gpus, resources, object_store_bytes, node_ip: str) -> dict:
+def node_resources(num_cpus, num_gpus, resources, object_store_bytes, node_ip: str, head: bool = True) -> dict:
     import psutil
 
     total = {"CPU": float(os.cpu_count() or 1 if num_cpus is None else num_cpus)}
@@ -55,7 +55,8 @@ def node_resources(num_cpus, num_gpus, resources, object_store_bytes, node_ip: s
     total["memory"] = float(int(psutil.virtual_memory().available * 0.7))
     total["object_store_memory"] = float(object_store_bytes)
     total[f"node:{node_ip}"] = 1.0
-    total["node:__internal_head__"] = 1.0
+    if head:
+        total["node:__internal_head__"] = 1.0
     for name, amount in (resources or {}).items():
         total[name] = float(amount)
     return total
@@ -69,13 +70,18 @@ def start_node(
     embedded: bool = True,
     tcp_port: int | None = None,
     bind_host: str | None = None,
+    head_address: str | None = None,
+    token: str | None = None,
 ) -> HeadProcess:
+    """Start a node manager: a head (no `head_address`) or a node joining that head."""
     session_dir = lifecycle.new_session_dir()
-    token = None
-    if tcp_port is not None:
+    if head_address is None and tcp_port is not None:
         from . import auth
 
         token = auth.new_token()
+    if token is not None:
+        from . import auth
+
         auth.write_token(session_dir, token)
     options = {
         "session_dir": session_dir,
@@ -89,17 +95,20 @@ def start_node(
         "tcp_port": tcp_port,
         "bind_host": bind_host or "127.0.0.1",
         "token": token,
+        "head_address": head_address,
     }
     log = open(os.path.join(session_dir, "logs", "node_manager.err"), "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "shoal._core.node_main", json.dumps(options)],
-        stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "shoal._core.node_main"],  # options on stdin: `ps` shows no token
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=log,
         start_new_session=True,
         close_fds=True,
     )
     log.close()
+    process.stdin.write(json.dumps(options).encode())
+    process.stdin.close()
     try:
         line = _read_line(process, config.load_config().head_start_timeout_s)
     except BaseException:
@@ -110,8 +119,9 @@ def start_node(
         stop_node(HeadProcess(process, process.pid, "", session_dir))
         raise RuntimeError(f"the shoal node manager failed to start: {line.strip() or 'no output'}\n{tail}")
     process.stdout.close()
-    tcp_address = f"{bind_host or '127.0.0.1'}:{tcp_port}" if tcp_port is not None else None
-    return HeadProcess(process, process.pid, line.split(" ", 1)[1].strip(), session_dir, tcp_address, token)
+    endpoint, _, tcp_endpoint = line.split(" ", 1)[1].strip().partition(" ")
+    tcp_address = tcp_endpoint.replace("tcp://", "") or None
+    return HeadProcess(process, process.pid, endpoint, session_dir, tcp_address, token)
 
 
 def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
@@ -193,6 +203,48 @@ def read_address() -> HeadProcess | None:
     return HeadProcess(
         None, data["pid"], data["endpoint"], data["session_dir"], data.get("tcp_address"), auth.read_token(data["session_dir"])
     )
+
+
+def _member_file(pid: int) -> str:
+    return os.path.join(config.temp_root(), f"member-{pid}.json")
+
+
+def write_member(node: HeadProcess) -> None:
+    """Record a node that joined another cluster, so that `shoal stop` can stop it."""
+    os.makedirs(config.temp_root(), mode=0o700, exist_ok=True)
+    path = _member_file(node.pid)
+    with open(path, "w") as handle:
+        json.dump({"endpoint": node.endpoint, "pid": node.pid, "session_dir": node.session_dir}, handle)
+    os.chmod(path, 0o600)
+
+
+def read_members() -> list[HeadProcess]:
+    members = []
+    try:
+        names = os.listdir(config.temp_root())
+    except OSError:
+        return members
+    for name in sorted(names):
+        if not (name.startswith("member-") and name.endswith(".json")):
+            continue
+        path = os.path.join(config.temp_root(), name)
+        try:
+            with open(path) as handle:
+                data = json.load(handle)
+        except (OSError, ValueError):
+            continue
+        if not lifecycle.pid_alive(data["pid"]):
+            os.unlink(path)
+            continue
+        members.append(HeadProcess(None, data["pid"], data["endpoint"], data["session_dir"]))
+    return members
+
+
+def clear_member(node: HeadProcess) -> None:
+    try:
+        os.unlink(_member_file(node.pid))
+    except OSError:
+        pass
 
 
 def clear_address() -> None:

@@ -12,7 +12,7 @@ import sys
 
 
 def main() -> None:
-    options = json.loads(sys.argv[1])
+    options = json.loads(sys.stdin.read())
     from . import lifecycle, template
 
     template_options = {

@@ -28,7 +28,10 @@ import zmq
 from . import config, lifecycle, protocol, state_view
 from .actor_manager import ActorManager
 from .arena_store import ArenaStore
+from .cluster_peers import PEER_SUFFIX, ClusterPeers
+from .cluster_table import LOCAL
 from .object_handlers import ObjectHandlers
+from .object_transfer import ObjectTransfer
 from .control_store import ControlStore
 from .object_directory import ObjectDirectory
 from .placement_groups import PlacementGroupTable, ready_object_id
@@ -53,6 +56,11 @@ class TaskRecord:
     submitted_at: float = 0.0
     started_at: float = 0.0
     started_wall: float = 0.0
+    node: bytes | None = None  # forwarded: the node running it
+    origin: bytes | None = None  # a guest: the node that owns it and wants its results
+    local_only: bool = False  # placed here once; do not move it again
+    keep_args: bool = False  # its arguments stay held as lineage for rebuilding its values
+    reconstruction: bool = False
 
 
 @dataclass
@@ -65,7 +73,7 @@ class ClientRecord:
     remote: bool = False  # connected over TCP: no access to this node's shared memory
 
 
-class NodeManagerService(ObjectHandlers):
+class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer):
     def __init__(self, options: dict, template, template_options: dict):
         self.options = options
         self.template = template
@@ -110,6 +118,9 @@ class NodeManagerService(ObjectHandlers):
         self.parked: list = []  # allocations waiting for pins to be handed back
         self.parked_deliveries: list = []  # spilled objects waiting for room to be restored
         self.revoking: set = set()
+        self.started_at = time.time()
+        self._init_cluster()
+        self._init_transfers()
         self._handlers = {
             protocol.RegisterClient: self._on_register,
             protocol.SubmitTasks: self._on_submit,
@@ -151,8 +162,8 @@ class NodeManagerService(ObjectHandlers):
         self.tcp_router = None
         self.authenticator = None
         self.remote_senders: set = set()
-        if self.options.get("tcp_port") is not None:
-            self._bind_tcp(self.options.get("bind_host") or "127.0.0.1", int(self.options["tcp_port"]))
+        if self.options.get("tcp_port") is not None or not self.is_head:
+            self._bind_tcp(self.options.get("bind_host") or "127.0.0.1", int(self.options.get("tcp_port") or 0))
         self.signal_read, self.signal_write = socket.socketpair()
         self.signal_read.setblocking(False)
         self.signal_write.setblocking(False)
@@ -160,7 +171,10 @@ class NodeManagerService(ObjectHandlers):
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGUSR2, self._on_dump_signal)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.control.add_node(self.node_id.hex(), self.node_ip, self.scheduler.total_dict(), self.store.capacity_bytes)
+        self.cluster.upsert(self._self_info())
+        self._tables_changed()
+        if not self.is_head:
+            self._join_cluster(self.config.node_timeout_s)
         self._template_buffer = b""
         if self.target_pool:
             self._start_workers(self.target_pool)
@@ -178,8 +192,12 @@ class NodeManagerService(ObjectHandlers):
         self.tcp_router.setsockopt(zmq.SNDHWM, 0)
         self.tcp_router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
         auth.secure_server(self.tcp_router, token)
-        self.tcp_router.bind(f"tcp://{host}:{port}")
-        self.tcp_endpoint = f"tcp://{host}:{port}"
+        if port:
+            self.tcp_router.bind(f"tcp://{host}:{port}")
+            self.tcp_endpoint = f"tcp://{host}:{port}"
+        else:
+            port = self.tcp_router.bind_to_random_port(f"tcp://{host}")
+            self.tcp_endpoint = f"tcp://{host}:{port}"
 
     def _on_signal(self, signum, frame) -> None:
         self.running = False
@@ -228,6 +246,8 @@ class NodeManagerService(ObjectHandlers):
         for pid in list(self.pid_workers):
             lifecycle.kill_quietly(pid)
         self.template.close(self.config.shutdown_timeout_s)
+        self._flush_peers()
+        self._close_peers()
         self.router.close(linger=0)
         self.events.close(linger=0)
         if self.tcp_router is not None:
@@ -281,6 +301,9 @@ class NodeManagerService(ObjectHandlers):
                 return
             client_id = frames[0][:16]  # a client's send socket adds one byte to its id
             if remote:
+                if frames[0][16:] == PEER_SUFFIX:
+                    self._on_peer_frames(client_id, frames[1:])
+                    continue
                 self.remote_senders.add(client_id)
             for frame in frames[1:]:
                 try:
@@ -301,6 +324,8 @@ class NodeManagerService(ObjectHandlers):
         self.outbox.setdefault(client_id, []).append(message)
 
     def _flush(self) -> None:
+        if self.peer_outbox:
+            self._flush_peers()
         if not self.outbox:
             return
         outbox, self.outbox = self.outbox, {}
@@ -345,6 +370,10 @@ class NodeManagerService(ObjectHandlers):
 
     def _housekeeping(self, now: float) -> None:
         self._publish_snapshot()
+        if self.tcp_router is not None:
+            self._cluster_housekeeping(now)
+        if self.pull_backlog or self.relocate_later:
+            self._retry_pull_backlog()
         if self.parent_pid and not lifecycle.pid_alive(self.parent_pid):
             logger.info("parent %s exited; stopping", self.parent_pid)
             self.running = False
@@ -461,9 +490,14 @@ class NodeManagerService(ObjectHandlers):
         self.functions[message.function_id] = message.payload
 
     def _on_submit(self, client_id: bytes, message: protocol.SubmitTasks) -> None:
-        now = time.monotonic()
-        for spec in message.specs:
-            record = TaskRecord(spec, spec.max_retries, submitted_at=now)
+        self._accept_tasks(message.specs, origin=None)
+
+    def new_task_record(self, spec: TaskSpec, origin: bytes | None = None) -> TaskRecord:
+        return TaskRecord(spec, spec.max_retries, submitted_at=time.monotonic(), origin=origin)
+
+    def _accept_tasks(self, specs: list, origin: bytes | None) -> None:
+        for spec in specs:
+            record = self.new_task_record(spec, origin)
             self.tasks[spec.task_id] = record
             if spec.parent_task_id:
                 parent = self.tasks.get(spec.parent_task_id)
@@ -479,20 +513,31 @@ class NodeManagerService(ObjectHandlers):
                 continue
             if self.objects.wait_for_args(spec.task_id, spec.arg_refs):
                 self._make_ready(record)
+            elif len(self.cluster.nodes) > 1:
+                self._watch_foreign(spec.arg_refs)
 
     def _placement_problem(self, strategy) -> str | None:
         """Why a scheduling strategy cannot be met on this cluster, or None."""
         if not strategy or strategy[0] != "NODE_AFFINITY":
             return None
         node_hex, soft = strategy[1], strategy[2]
-        if node_hex == self.node_id.hex() or soft:
+        if soft or self.cluster.is_alive(bytes.fromhex(node_hex)):
             return None
+        alive = ", ".join(sorted(n.node_id.hex() for n in self.cluster.alive()))
         return (
             f"NodeAffinitySchedulingStrategy(soft=False) names node {node_hex}, which is not alive "
-            f"in this cluster (nodes: {self.node_id.hex()}); pass soft=True to run elsewhere"
+            f"in this cluster (nodes: {alive}); pass soft=True to run elsewhere"
         )
 
     def _make_ready(self, record: TaskRecord) -> None:
+        if record.spec.actor_id is None and not record.local_only and len(self.cluster.nodes) > 1:
+            target = self._placement_target(record)
+            if target is not LOCAL and target is not False:
+                self._forward(record, target)
+                return
+            record.local_only = True
+        if self.remote_objects and self._fetch_args(record):
+            return  # stays WAITING until its arguments arrive from other nodes
         record.state = QUEUED
         if record.spec.actor_id is not None:
             self.actors.pump(record.spec.actor_id)
@@ -521,6 +566,8 @@ class NodeManagerService(ObjectHandlers):
             self._dispatch(worker_id, task_ids)
         if to_start:
             self._start_workers(to_start)
+        if self.scheduler.queues and len(self.cluster.nodes) > 1:
+            self._spill_queued()
 
     def _arg_values(self, worker_id: bytes, spec: TaskSpec, fail_fast: bool = True) -> tuple[list, ObjectValue | None]:
         """The values of a task's ref arguments for `worker_id`, or the first failed one.
@@ -667,8 +714,14 @@ class NodeManagerService(ObjectHandlers):
                 value = ObjectValue(object_id, value.data, value.shm_offset, value.shm_size, value.is_error, value.contained)
             self.store.sealed(value)
             returns.append(value)
-        for value in returns:
-            self._publish(value, owner)
+        if record.origin is not None:
+            self._return_to_origin(record, returns)
+            self._suppress_borrow = True
+        try:
+            for value in returns:
+                self._publish(value, owner)
+        finally:
+            self._suppress_borrow = False
         self._release_task(record)
 
     def _finish_with_error(self, record: TaskRecord, kind: str, details: dict | None) -> None:
@@ -681,7 +734,8 @@ class NodeManagerService(ObjectHandlers):
         spec = record.spec
         self.tasks.pop(spec.task_id, None)
         self.objects.forget_task(spec.task_id)
-        self._apply_frees(self.objects.unhold(list(spec.arg_refs) + list(spec.contained or ())))
+        if not record.keep_args:
+            self._apply_frees(self.objects.unhold(list(spec.arg_refs) + list(spec.contained or ())))
 
     def _drop_task(self, record: TaskRecord) -> None:
         if record.state == QUEUED:
@@ -710,6 +764,9 @@ class NodeManagerService(ObjectHandlers):
             for child in list(record.children):
                 self._cancel(child, force, recursive)
         record.cancelled = True
+        if record.node is not None and record.state == RUNNING:
+            self._send_peer(record.node, protocol.CancelTask(task_id, force, recursive))
+            return
         if record.state == WAITING:
             self._finish_with_error(record, "cancelled", None)
         elif record.state == QUEUED:
@@ -726,20 +783,39 @@ class NodeManagerService(ObjectHandlers):
 
     def _on_logs(self, client_id: bytes, message: protocol.PublishLogs) -> None:
         by_owner: dict[bytes, list] = {}
+        by_node: dict[bytes, list] = {}
         for entry in message.records:
             if entry.owner_id in self.clients:
                 by_owner.setdefault(entry.owner_id, []).append(entry)
+            else:
+                # A guest task's output goes to the node that owns the task.
+                task = self.tasks.get(entry.task_id) if entry.task_id else None
+                if task is not None and task.origin is not None:
+                    by_node.setdefault(task.origin, []).append(entry)
         for owner, records in by_owner.items():
             self._send(owner, protocol.PublishLogs(records))
+        for node, records in by_node.items():
+            self._send_peer(node, protocol.PublishLogs(records))
 
     # -- objects ----------------------------------------------------------------------------
 
     def _on_cluster_info(self, client_id: bytes, message: protocol.ClusterInfoRequest) -> None:
-        available = self.scheduler.available_dict()
-        total = self.scheduler.total_dict()
-        total["object_store_memory"] = float(self.store.capacity_bytes)
-        available["object_store_memory"] = float(self.store.capacity_bytes - self.store.used_bytes)
-        nodes = [self.control.node_entry(self.node_id.hex(), total)]
+        self.cluster.upsert(self._self_info())
+        nodes = []
+        total: dict = {}
+        available: dict = {}
+        for info in self.cluster.nodes.values():
+            node_total = {name: amount / 1000 for name, amount in info.total.items()}
+            node_total["object_store_memory"] = float(info.object_store_bytes)
+            nodes.append(info.ray_row(node_total))
+            if not info.alive:
+                continue
+            for name, amount in node_total.items():
+                total[name] = total.get(name, 0.0) + amount
+            node_available = {name: max(0, amount) / 1000 for name, amount in info.available.items()}
+            node_available["object_store_memory"] = float(info.object_store_bytes - info.object_store_used_bytes)
+            for name, amount in node_available.items():
+                available[name] = available.get(name, 0.0) + amount
         workers = [
             {"worker_id": wid.hex(), "pid": pid, "alive": True}
             for wid, pid in self.worker_pids.items()
@@ -764,7 +840,8 @@ def main(options: dict, template, template_options: dict) -> None:
         sys.stdout.write(f"FAILED {type(exc).__name__}: {exc}\n")
         sys.stdout.flush()
         raise SystemExit(1)
-    sys.stdout.write(f"READY {service.endpoint}\n")
+    tcp = f" {service.tcp_endpoint}" if service.tcp_router is not None else ""
+    sys.stdout.write(f"READY {service.endpoint}{tcp}\n")
     sys.stdout.flush()
     try:
         service.run()

@@ -55,11 +55,14 @@ class ObjectDirectory:
         self.task_missing: dict[bytes, int] = {}  # task id -> number of args not yet ready
         self.arena_bytes = 0
         self._clock = 0
+        self.on_new_entry = None  # called with the id of each new entry (cross-node borrowing)
 
     def _entry(self, object_id: bytes) -> ObjectEntry:
         entry = self.entries.get(object_id)
         if entry is None:
             entry = self.entries[object_id] = ObjectEntry(object_id)
+            if self.on_new_entry is not None:
+                self.on_new_entry(object_id)
         return entry
 
     def get(self, object_id: bytes) -> ObjectEntry | None:
@@ -177,6 +180,31 @@ class ObjectDirectory:
             self.task_missing[task_id] = missing
             return False
         return True
+
+    def add_waiting_task(self, task_id: bytes, object_id: bytes) -> None:
+        """A task's argument went back to pending (its only copy was lost): wait for it again."""
+        entry = self._entry(object_id)
+        if entry.ready or task_id in entry.waiting_tasks:
+            return
+        entry.waiting_tasks.append(task_id)
+        self.task_missing[task_id] = self.task_missing.get(task_id, 0) + 1
+
+    def unseal(self, object_id: bytes) -> FreeActions:
+        """Forget a value whose only copy was lost; the entry is pending again."""
+        actions = FreeActions()
+        entry = self.entries.get(object_id)
+        if entry is None or entry.value is None:
+            return actions
+        value, entry.value = entry.value, None
+        if value.data is None and value.shm_offset >= 0:
+            actions.arena_offsets.append(value.shm_offset)
+            self.arena_bytes -= value.shm_size
+        if entry.spill_path:
+            actions.spill_paths.append(entry.spill_path)
+            entry.spill_path = None
+        if value.contained:
+            actions.extend(self.unhold(value.contained))
+        return actions
 
     def forget_task(self, task_id: bytes) -> None:
         self.task_missing.pop(task_id, None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from . import protocol
+from .local_objects import MARKER_OFFSET
 from .object_directory import FreeActions
 from .protocol import ObjectValue
 
@@ -24,6 +25,9 @@ class ObjectHandlers:
         disk and sent inline.
         """
         value = entry.value
+        if value.data is None and entry.object_id in self.remote_objects:
+            self._fetch(entry.object_id, ("client", client_id))  # delivered when it arrives
+            return None
         client = self.clients.get(client_id)
         if value.data is None and client is not None and client.remote:
             return self._inline_copy(entry)
@@ -82,7 +86,17 @@ class ObjectHandlers:
             return
         for client_id in subscribers:
             if client_id in self.clients:
-                self._send(client_id, protocol.ObjectsReady([self._deliverable(client_id, entry)]))
+                delivered = self._deliverable(client_id, entry)
+                if delivered is not None:
+                    self._send(client_id, protocol.ObjectsReady([delivered]))
+            elif client_id in self.cluster.nodes:
+                self._send_location(client_id, entry)
+        if value.object_id in self.remote_objects:
+            # Stored on another node: the owner learns it is ready, and pulls it here on get.
+            if owner is not None and owner in self.clients and owner not in subscribers:
+                marker = ObjectValue(value.object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained)
+                self._send(owner, protocol.ObjectsReady([marker]))
+            return
         if owner is not None and owner in self.clients and owner not in subscribers:
             # The owner learns the result is ready (arena values pinned for its cache).
             self._send(owner, protocol.ObjectsReady([self._deliverable(owner, entry)]))
@@ -142,11 +156,16 @@ class ObjectHandlers:
 
     def _on_get(self, client_id: bytes, message: protocol.GetObjects) -> None:
         ready = []
+        pending = []
         for object_id in message.object_ids:
             if self.objects.subscribe(client_id, object_id):
                 value = self._deliverable(client_id, self.objects.get(object_id), park=True)
                 if value is not None:
                     ready.append(value)
+            else:
+                pending.append(object_id)
+        if pending and len(self.cluster.nodes) > 1:
+            self._watch_foreign(pending)
         if ready:
             self._send(client_id, protocol.ObjectsReady(ready))
 
@@ -168,3 +187,5 @@ class ObjectHandlers:
             self.store.delete_spilled(actions.spill_paths)
         if actions.freed_ids:
             self.actors.handles_released(actions.freed_ids)
+            if len(self.cluster.nodes) > 1:
+                self._objects_freed(actions.freed_ids)

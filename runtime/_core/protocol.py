@@ -425,3 +425,94 @@ class ActorReply:
 class ListActorsReply:
     request_id: int
     actors: list  # dicts: actor_id, class_name, name, namespace, state, pid
+
+
+# ---------------------------------------------------------------------------------------------
+# Node manager <-> node manager (over the cluster's CURVE-authenticated TCP ports)
+
+
+@record(70)
+class RegisterNode:
+    """A node joining the cluster, sent to the head."""
+
+    node_id: bytes
+    endpoint: str  # tcp://host:port where its node manager listens
+    node_ip: str
+    resources: dict  # totals
+    object_store_bytes: int
+
+
+@record(71)
+class NodeHeartbeat:
+    node_id: bytes
+    available: dict
+    object_store_used_bytes: int
+    num_workers: int
+
+
+@record(72)
+class NodeTable:
+    """Head -> every node, each heartbeat interval: the nodes and their free resources."""
+
+    nodes: list  # dicts: node_id, endpoint, node_ip, total, available, alive, is_head, ...
+
+
+@record(73, nested={"specs": [TaskSpec]})
+class ForwardTasks:
+    """Owner node -> the node chosen to run these tasks (spillback)."""
+
+    specs: list
+    functions: dict  # function id -> payload, for functions the receiver has not been sent
+
+
+@record(74, nested={"results": [TaskResult]})
+class ForwardedDone:
+    """Executing node -> owner node: final results. Arena values stay on the executing node."""
+
+    results: list
+
+
+@record(75)
+class WatchObjects:
+    """Borrower node -> owner node: tell me where these objects are once they are ready."""
+
+    object_ids: list
+
+
+@record(76, nested={"values": [ObjectValue]})
+class ObjectLocations:
+    """Owner node -> borrower: inline values, or (data None) the node holding each one."""
+
+    values: list
+    locations: list  # node id per value; b"" for an inline value
+
+
+@record(77)
+class PullChunk:
+    object_id: bytes
+    offset: int
+    length: int
+
+
+@record(78)
+class ObjectChunk:
+    """A piece of an object's bytes; the bytes follow in the next frame."""
+
+    object_id: bytes
+    offset: int
+    total: int
+    error: str | None = None  # the holder has no copy
+
+
+@record(79)
+class UpdateBorrows:
+    """Borrower node -> owner node: +1 / -1 per object this node started / stopped using."""
+
+    deltas: dict
+
+
+@record(80)
+class ReleaseObjects:
+    """Owner node -> holder: drop the copies you kept for me."""
+
+    object_ids: list

@@ -181,6 +181,25 @@ class SchedulerState:
         del self.tasks[task_id]
         return True
 
+    def take_spillable(self, shape: Shape, allowed, scan: int = 64) -> bytes | None:
+        """Remove and return a queued task of `shape` that `allowed(task_id)` lets run elsewhere.
+
+        Taken from the back of the queue (the front is what this node runs next); at most
+        `scan` tasks are looked at.
+        """
+        queue = self.queues.get(shape)
+        if not queue:
+            return None
+        for index in range(len(queue) - 1, max(-1, len(queue) - 1 - scan), -1):
+            task_id = queue[index]
+            if allowed(task_id):
+                del queue[index]
+                if not queue:
+                    del self.queues[shape]
+                del self.tasks[task_id]
+                return task_id
+        return None
+
     def worker_of(self, task_id: bytes) -> bytes | None:
         return self.task_worker.get(task_id)
 

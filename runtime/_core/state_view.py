@@ -108,22 +108,22 @@ def worker_rows(service) -> list[dict]:
 
 
 def node_rows(service) -> list[dict]:
-    total = service.scheduler.total_dict()
-    available = service.scheduler.available_dict()
-    return [
-        {
-            "node_id": service.node_id.hex(),
-            "node_ip": service.node_ip,
-            "is_head_node": True,
-            "state": "ALIVE",
-            "resources_total": total,
-            "resources_available": available,
-            "object_store_used_bytes": service.store.used_bytes,
-            "object_store_total_bytes": service.store.capacity_bytes,
-            "spilled_bytes": service.store.spilled_bytes,
-            "num_workers": len(service.worker_pids),
-        }
-    ]
+    service.cluster.upsert(service._self_info())
+    rows = []
+    for info in service.cluster.nodes.values():
+        rows.append({
+            "node_id": info.node_id.hex(),
+            "node_ip": info.node_ip,
+            "is_head_node": info.is_head,
+            "state": "ALIVE" if info.alive else "DEAD",
+            "resources_total": {name: amount / 1000 for name, amount in info.total.items()},
+            "resources_available": {name: max(0, amount) / 1000 for name, amount in info.available.items()},
+            "object_store_used_bytes": info.object_store_used_bytes,
+            "object_store_total_bytes": info.object_store_bytes,
+            "spilled_bytes": service.store.spilled_bytes if info.node_id == service.node_id else None,
+            "num_workers": info.num_workers,
+        })
+    return rows
 
 
 def job_rows(service) -> list[dict]:

@@ -33,6 +33,15 @@ def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseEx
         return exceptions.PlacementGroupSchedulingError(
             f"placement group {details.get('name') or ''!s} was removed before it could be created"
         )
+    if kind == "node_died":
+        return exceptions.NodeDiedError(details.get("message"))
+    if kind == "object_lost":
+        cls = {
+            "owner_died": exceptions.OwnerDiedError,
+            "put": exceptions.ObjectReconstructionFailedError,
+            "lineage": exceptions.ObjectReconstructionFailedLineageEvictedError,
+        }.get(details.get("reason"), exceptions.ObjectLostError)
+        return cls(details.get("object_id", "?"), details.get("owner"))
     if kind == "store_full":
         return exceptions.ObjectStoreFullError(details.get("message", "object store full"))
     return exceptions.RaySystemError(f"{kind}: {details}")

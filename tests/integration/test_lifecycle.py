@@ -202,7 +202,7 @@ def test_cli_start_block_stops_on_sigterm(tmp_path):
     )
     try:
         line = process.stdout.readline()
-        assert "Started a shoal node" in line
+        assert "Started a shoal head node" in line
         family = [p.pid for p in psutil.Process(process.pid).children(recursive=True)]
         assert family
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,537 @@
+"""The node manager's cluster side: joining, heartbeats, spillback, borrowing across nodes.
+
+A mixin of NodeManagerService. Every node manager listens on a CURVE-authenticated TCP port
+and keeps one DEALER to each other live node (identity: its node id + b"P"), so peers talk
+in both directions without replies crossing sockets. The head keeps the node table: nodes
+register with it and send a heartbeat every interval; it declares a node dead after
+`node_timeout_s` of silence and sends the table to every node each interval. A node that
+stops hearing the table for that long takes the head for dead and stops.
+
+Ownership is per node: the node manager that received a task (or a put) owns its returns,
+and object ids start with the owner's 4-byte tag (ids.py). A node that uses another node's
+object borrows it (UpdateBorrows +1 / -1) and asks the owner where it is (WatchObjects);
+the owner answers with the value (small) or the node that stores it, and the borrower pulls
+it from there (object_transfer.py). A task the owner cannot run now, or that needs a
+resource only another node has, is forwarded (ForwardTasks); the node that runs it keeps
+arena results for the owner until told to release them and sends the rest back inline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import zmq
+
+from . import auth, protocol
+from .cluster_table import LOCAL, ClusterTable, NodeInfo
+from .ids import NODE_TAG_BYTES, owner_tag
+from .protocol import ObjectValue
+from .scheduling import fits, to_shape
+
+logger = logging.getLogger(__name__)
+
+PEER_SUFFIX = b"P"
+LOCALITY_MIN_BYTES = 1024 * 1024  # arguments smaller than this do not pull a task to their node
+
+
+_INTRODUCTIONS = (protocol.RegisterNode, protocol.NodeTable)  # accepted from nodes not yet known
+
+
+class ClusterPeers:
+    # -- setup ----------------------------------------------------------------------------
+
+    def _init_cluster(self) -> None:
+        self.cluster = ClusterTable(self.node_id)
+        self.tag = self.node_id[:NODE_TAG_BYTES]
+        self.head_address = self.options.get("head_address")
+        self.is_head = self.head_address is None
+        self.peer_sockets: dict[bytes, zmq.Socket] = {}
+        self.peer_outbox: dict[bytes, list] = {}
+        self.peer_functions: dict[bytes, set] = {}
+        self.tag_nodes: dict[bytes, bytes] = {}
+        self.remote_objects: dict[bytes, bytes] = {}  # object id -> node holding the value
+        self.held_remotely: dict[bytes, bytes] = {}  # owned here, a copy kept for us elsewhere
+        self.lineage: dict[bytes, list] = {}  # task id -> [spec, live result ids]
+        self.watching: set = set()
+        self.borrowed: set = set()
+        self._suppress_borrow = False
+        self.head_socket = None
+        self.last_table_at = time.monotonic()
+        self._peer_handlers = {
+            protocol.RegisterNode: self._on_register_node,
+            protocol.NodeHeartbeat: self._on_heartbeat,
+            protocol.NodeTable: self._on_node_table,
+            protocol.ForwardTasks: self._on_forward_tasks,
+            protocol.ForwardedDone: self._on_forwarded_done,
+            protocol.WatchObjects: self._on_watch_objects,
+            protocol.ObjectLocations: self._on_object_locations,
+            protocol.PullChunk: self._on_pull_chunk,
+            protocol.UpdateBorrows: self._on_update_borrows,
+            protocol.ReleaseObjects: self._on_release_objects,
+            protocol.CancelTask: lambda node, m: self._cancel(m.task_id, m.force, m.recursive),
+            protocol.PublishLogs: lambda node, m: self._on_logs(node, m),
+        }
+
+    def _self_info(self) -> NodeInfo:
+        return NodeInfo(
+            self.node_id, getattr(self, "tcp_endpoint", ""), self.node_ip, dict(self.scheduler.total),
+            dict(self.scheduler.available), True, self.is_head, self.store.capacity_bytes,
+            self.store.used_bytes, len(self.worker_pids), time.monotonic(), self.started_at,
+        )
+
+    def _join_cluster(self, timeout_s: float) -> None:
+        """A worker node: register with the head and wait for the first node table."""
+        host, _, port = self.head_address.rpartition(":")
+        socket = self.head_socket = self._dealer_to(f"tcp://{host}:{port}")
+        socket.send(protocol.encode(protocol.RegisterNode(
+            self.node_id, self.tcp_endpoint, self.node_ip, self.scheduler.total_dict(), self.store.capacity_bytes
+        )))
+        # The head answers through its own connection to our port, with the node table.
+        deadline = time.monotonic() + timeout_s
+        while self.cluster_head_id() is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.tcp_router.poll(int(remaining * 1000)):
+                raise ConnectionError(
+                    f"no answer from a shoal head at {self.head_address} within {timeout_s:g} s: the token "
+                    "is wrong or missing (pass --token or set SHOAL_TOKEN), or no head listens there"
+                )
+            frames = self.tcp_router.recv_multipart()
+            if frames[0][16:] == PEER_SUFFIX:
+                self._on_peer_frames(frames[0][:16], frames[1:])
+
+    def _dealer_to(self, endpoint: str):
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.IDENTITY, self.node_id + PEER_SUFFIX)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, 0)
+        socket.setsockopt(zmq.RCVHWM, 0)
+        socket.setsockopt(zmq.RECONNECT_IVL, 100)
+        auth.secure_client(socket, self.options["token"])
+        socket.connect(endpoint)
+        return socket
+
+    def _peer_socket(self, node_id: bytes):
+        socket = self.peer_sockets.get(node_id)
+        if socket is None:
+            info = self.cluster.nodes.get(node_id)
+            if info is None or not info.alive:
+                return None
+            if self.head_socket is not None and info.is_head:
+                socket = self.head_socket
+            else:
+                socket = self._dealer_to(info.endpoint)
+            self.peer_sockets[node_id] = socket
+        return socket
+
+    def _close_peers(self) -> None:
+        for socket in self.peer_sockets.values():
+            socket.close(linger=0)
+        if self.head_socket is not None and self.head_socket not in self.peer_sockets.values():
+            self.head_socket.close(linger=0)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _send_peer(self, node_id: bytes, message, data=None) -> None:
+        """Queue a message for a peer; consecutive messages of a batchable kind are merged."""
+        box = self.peer_outbox.setdefault(node_id, [])
+        if data is None and box and box[-1][1] is None:
+            last = box[-1][0]
+            if type(last) is type(message) is protocol.UpdateBorrows:
+                for object_id, delta in message.deltas.items():
+                    last.deltas[object_id] = last.deltas.get(object_id, 0) + delta
+                return
+            if type(last) is type(message) is protocol.ForwardTasks:
+                last.specs.extend(message.specs)
+                last.functions.update(message.functions)
+                return
+        box.append((message, data))
+
+    def _flush_peers(self) -> None:
+        outbox, self.peer_outbox = self.peer_outbox, {}
+        for node_id, messages in outbox.items():
+            socket = self._peer_socket(node_id)
+            if socket is None:
+                continue
+            frames = []
+            for message, data in messages:
+                frames.append(protocol.encode(message))
+                if data is not None:
+                    frames.append(data)
+            try:
+                socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            except zmq.ZMQError as exc:
+                logger.warning("could not send to node %s: %s", node_id.hex(), exc)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _on_peer_frames(self, node_id: bytes | None, frames: list) -> None:
+        """Messages from another node manager; an ObjectChunk is followed by its bytes."""
+        index = 0
+        while index < len(frames):
+            frame = frames[index]
+            index += 1
+            try:
+                message = protocol.decode(frame)
+            except ValueError as exc:
+                logger.warning("dropping malformed message from node %s: %s", (node_id or b"").hex(), exc)
+                continue
+            if type(message) is protocol.ObjectChunk:
+                data = frames[index] if index < len(frames) else b""
+                index += 1
+                self._on_object_chunk(node_id, message, data)
+                continue
+            handler = self._peer_handlers.get(type(message))
+            if handler is None:
+                logger.warning("dropping unexpected %s from node %s", type(message).__name__, (node_id or b"").hex())
+                continue
+            if node_id is not None and node_id not in self.cluster.nodes and type(message) not in _INTRODUCTIONS:
+                logger.warning("dropping %s from unknown node %s", type(message).__name__, node_id.hex())
+                continue
+            try:
+                handler(node_id, message)
+            except Exception:
+                logger.exception("error handling %s from node %s", type(message).__name__, (node_id or b"").hex())
+
+    # -- membership (head) ----------------------------------------------------------------
+
+    def _on_register_node(self, node_id: bytes, message: protocol.RegisterNode) -> None:
+        if not self.is_head:
+            logger.warning("a node tried to register with a node that is not the head")
+            return
+        now = time.monotonic()
+        self.cluster.upsert(NodeInfo(
+            message.node_id, message.endpoint, message.node_ip, to_milli(message.resources),
+            to_milli(message.resources), True, False, message.object_store_bytes, last_seen=now,
+            started_at=time.time(),
+        ))
+        self._tables_changed()
+        logger.info("node %s joined from %s", message.node_id.hex(), message.endpoint)
+        self._broadcast_table()
+
+    def _on_heartbeat(self, node_id: bytes, message: protocol.NodeHeartbeat) -> None:
+        info = self.cluster.nodes.get(message.node_id)
+        if info is None or not info.alive:
+            return
+        info.available = dict(message.available)
+        info.object_store_used_bytes = message.object_store_used_bytes
+        info.num_workers = message.num_workers
+        info.last_seen = time.monotonic()
+
+    def _broadcast_table(self) -> None:
+        self.cluster.upsert(self._self_info())
+        rows = [info.row() for info in self.cluster.nodes.values()]
+        for info in self.cluster.peers():
+            self._send_peer(info.node_id, protocol.NodeTable(rows))
+
+    def _cluster_housekeeping(self, now: float) -> None:
+        if self.is_head:
+            for info in self.cluster.peers():
+                if now - info.last_seen > self.config.node_timeout_s:
+                    logger.warning("node %s missed heartbeats for %.1f s: declaring it dead", info.node_id.hex(), now - info.last_seen)
+                    self._node_died(info.node_id)
+            if len(self.cluster.nodes) > 1:
+                self._broadcast_table()
+            return
+        if now - self.last_table_at > self.config.node_timeout_s:
+            logger.error("no word from the head for %.1f s: it is gone; stopping this node", now - self.last_table_at)
+            self.running = False
+            return
+        self._send_peer(self.cluster_head_id(), protocol.NodeHeartbeat(
+            self.node_id, dict(self.scheduler.available), self.store.used_bytes, len(self.worker_pids)
+        ))
+
+    def cluster_head_id(self) -> bytes | None:
+        for info in self.cluster.nodes.values():
+            if info.is_head:
+                return info.node_id
+        return None
+
+    # -- membership (every node) ----------------------------------------------------------
+
+    def _on_node_table(self, node_id, message: protocol.NodeTable) -> None:
+        self.last_table_at = time.monotonic()
+        seen = set()
+        for row in message.nodes:
+            info = NodeInfo.from_row(row)
+            seen.add(info.node_id)
+            known = self.cluster.nodes.get(info.node_id)
+            if info.node_id == self.node_id:
+                info = self._self_info()
+            elif known is not None and not known.alive:
+                continue
+            self.cluster.upsert(info)
+            if not info.alive and known is not None and known.alive:
+                self._node_died(info.node_id)
+        for node in [n.node_id for n in self.cluster.alive() if n.node_id not in seen]:
+            self._node_died(node)
+        self._tables_changed()
+
+    def _tables_changed(self) -> None:
+        self.tag_nodes = {info.node_id[:NODE_TAG_BYTES]: info.node_id for info in self.cluster.nodes.values()}
+        self.objects.on_new_entry = self._on_new_entry if len(self.cluster.nodes) > 1 else None
+
+    def _node_died(self, node_id: bytes) -> None:
+        if not self.cluster.mark_dead(node_id):
+            return
+        logger.warning("node %s is dead", node_id.hex())
+        socket = self.peer_sockets.pop(node_id, None)
+        if socket is not None and socket is not self.head_socket:
+            socket.close(linger=0)
+        self.peer_outbox.pop(node_id, None)
+        self.peer_functions.pop(node_id, None)
+        self._apply_frees(self.objects.client_gone(node_id))
+        for record in list(self.tasks.values()):
+            if record.state == "DONE":
+                continue
+            if record.origin == node_id:
+                # Its owner is gone: nobody wants the result.
+                if record.state in ("WAITING", "QUEUED"):
+                    self._drop_task(record)
+            elif record.node == node_id:
+                self._forwarded_task_lost(record, node_id)
+        self._objects_lost_with(node_id)
+        if self.is_head:
+            self._broadcast_table()
+
+    def _forwarded_task_lost(self, record, node_id: bytes) -> None:
+        record.node = None
+        if record.cancelled:
+            self._finish_with_error(record, "cancelled", None)
+        elif record.retries_left != 0:
+            record.retries_left -= 1 if record.retries_left > 0 else 0
+            self._requeue(record)
+        else:
+            self._finish_with_error(record, "node_died", {
+                "message": f"Task {record.spec.function_name} was running on node {node_id.hex()}, which died, "
+                "and it has no retries left (max_retries)."
+            })
+
+    # -- placement ------------------------------------------------------------------------
+
+    def _placement_target(self, record):
+        """LOCAL, a peer's node id, or False when no live node could run the task."""
+        spec = record.spec
+        if record.origin is not None or record.local_only or len(self.cluster.nodes) < 2:
+            return LOCAL
+        if any("_group_" in name for name in spec.resources):
+            return LOCAL  # placement groups reserve on this node
+        shape = to_shape(spec.resources)
+        locality = self._argument_bytes(spec)
+        return self.cluster.choose(shape, spec.strategy, fits(self.scheduler.available, shape), locality)
+
+    def _argument_bytes(self, spec) -> dict | None:
+        by_node: dict = {}
+        for object_id in spec.arg_refs:
+            entry = self.objects.get(object_id)
+            if entry is None or entry.value is None or entry.value.data is not None:
+                continue
+            node = self.remote_objects.get(object_id, self.node_id)
+            by_node[node] = by_node.get(node, 0) + entry.value.shm_size
+        if not by_node or max(by_node.values()) < LOCALITY_MIN_BYTES:
+            return None
+        return by_node
+
+    def _forward(self, record, node_id: bytes) -> None:
+        spec = record.spec
+        record.state = "RUNNING"
+        record.node = node_id
+        record.worker_id = None
+        record.started_at = time.monotonic()
+        record.started_wall = time.time()
+        sent = self.peer_functions.setdefault(node_id, set())
+        functions = {}
+        if spec.function_id and spec.function_id not in sent:
+            sent.add(spec.function_id)
+            functions[spec.function_id] = self.functions.get(spec.function_id, b"")
+        self.cluster.take(node_id, to_shape(spec.resources))
+        self._send_peer(node_id, protocol.ForwardTasks([spec], functions))
+
+    def _spill_queued(self) -> None:
+        """Send queued work this node cannot start now to peers that have room."""
+        for shape in list(self.scheduler.queues):
+            if fits(self.scheduler.available, shape) and self.scheduler.is_feasible(shape):
+                continue
+            while True:
+                target = self.cluster.spill_target(shape)
+                if target is None:
+                    break
+                task_id = self.scheduler.take_spillable(shape, lambda tid: self._spillable(self.tasks.get(tid)))
+                if task_id is None:
+                    break
+                self._forward(self.tasks[task_id], target)
+
+    def _spillable(self, record) -> bool:
+        if record is None or record.origin is not None or record.spec.actor_id is not None:
+            return False
+        strategy = record.spec.strategy
+        if strategy and strategy[0] == "NODE_AFFINITY" and not strategy[2]:
+            return False
+        return not any("_group_" in name for name in record.spec.resources)
+
+    # -- forwarded tasks (the node running them) ------------------------------------------
+
+    def _on_forward_tasks(self, node_id: bytes, message: protocol.ForwardTasks) -> None:
+        self.functions.update(message.functions)
+        self._accept_tasks(message.specs, origin=node_id)
+
+    def _return_to_origin(self, record, returns: list) -> None:
+        """Send a guest task's results to its owner; keep arena values here for it."""
+        origin = record.origin
+        if not self.cluster.is_alive(origin):
+            return
+        wire = []
+        kept = {}
+        for value in returns:
+            if value.data is None:
+                kept[value.object_id] = 1
+                value = ObjectValue(value.object_id, None, -1, value.shm_size, value.is_error, value.contained)
+            wire.append(value)
+        if kept:
+            self._suppress_borrow = True
+            try:
+                self.objects.add_refs(origin, kept)
+            finally:
+                self._suppress_borrow = False
+        self._send_peer(origin, protocol.ForwardedDone([protocol.TaskResult(record.spec.task_id, wire)]))
+
+    # -- forwarded tasks (the owner) ------------------------------------------------------
+
+    def _on_forwarded_done(self, node_id: bytes, message: protocol.ForwardedDone) -> None:
+        for result in message.results:
+            record = self.tasks.get(result.task_id)
+            remote_ids = [v.object_id for v in result.returns if v.data is None]
+            if record is None or record.state == "DONE" or record.node != node_id:
+                if remote_ids:
+                    self._send_peer(node_id, protocol.ReleaseObjects(remote_ids))
+                continue
+            for object_id in remote_ids:
+                self.remote_objects[object_id] = node_id
+                self.held_remotely[object_id] = node_id
+            if remote_ids:
+                # Keep what is needed to rebuild these values if that node dies.
+                self.lineage[result.task_id] = [record.spec, set(remote_ids)]
+                record.keep_args = True
+            self._finish_with_values(record, result.returns)
+
+    # -- borrowing and locations ----------------------------------------------------------
+
+    def owner_node(self, object_id: bytes) -> bytes | None:
+        """The node owning an object made on another node; None for this node's own."""
+        tag = owner_tag(object_id)
+        if tag == self.tag:
+            return None
+        return self.tag_nodes.get(tag)
+
+    def _on_new_entry(self, object_id: bytes) -> None:
+        if self._suppress_borrow:
+            return
+        owner = self.owner_node(object_id)
+        if owner is None or not self.cluster.is_alive(owner):
+            return
+        self.borrowed.add(object_id)
+        self._send_peer(owner, protocol.UpdateBorrows({object_id: 1}))
+
+    def _objects_freed(self, freed_ids: list) -> None:
+        for object_id in freed_ids:
+            self.watching.discard(object_id)
+            self.remote_objects.pop(object_id, None)
+            holder = self.held_remotely.pop(object_id, None)
+            if holder is not None and self.cluster.is_alive(holder):
+                self._send_peer(holder, protocol.ReleaseObjects([object_id]))
+            if object_id in self.borrowed:
+                self.borrowed.discard(object_id)
+                owner = self.owner_node(object_id)
+                if owner is not None and self.cluster.is_alive(owner):
+                    self._send_peer(owner, protocol.UpdateBorrows({object_id: -1}))
+            task_id = object_id[:-4]
+            kept = self.lineage.get(task_id)
+            if kept is not None:
+                kept[1].discard(object_id)
+                if not kept[1]:
+                    del self.lineage[task_id]
+                    spec = kept[0]
+                    self._apply_frees(self.objects.unhold(list(spec.arg_refs) + list(spec.contained or ())))
+
+    def _on_update_borrows(self, node_id: bytes, message: protocol.UpdateBorrows) -> None:
+        self.objects.add_refs(node_id, {k: v for k, v in message.deltas.items() if v > 0})
+        self._apply_frees(self.objects.remove_refs(node_id, {k: -v for k, v in message.deltas.items() if v < 0}))
+
+    def _on_release_objects(self, node_id: bytes, message: protocol.ReleaseObjects) -> None:
+        self._apply_frees(self.objects.remove_refs(node_id, {object_id: 1 for object_id in message.object_ids}))
+
+    def _watch_foreign(self, object_ids) -> None:
+        """Ask owners on other nodes to say where these (not yet ready here) objects are."""
+        if len(self.cluster.nodes) < 2:
+            return
+        by_owner: dict = {}
+        for object_id in object_ids:
+            if object_id in self.watching:
+                continue
+            owner = self.owner_node(object_id)
+            if owner is None:
+                continue
+            entry = self.objects.get(object_id)
+            if entry is not None and entry.ready:
+                continue
+            self.watching.add(object_id)
+            if not self.cluster.is_alive(owner):
+                self._owner_lost(object_id, owner)
+                continue
+            by_owner.setdefault(owner, []).append(object_id)
+        for owner, ids in by_owner.items():
+            self._send_peer(owner, protocol.WatchObjects(ids))
+
+    def _owner_lost(self, object_id: bytes, owner: bytes) -> None:
+        error = self.make_error_value("object_lost", None, {
+            "object_id": object_id.hex(), "reason": "owner_died", "owner": f"node {owner.hex()}",
+        })
+        self.watching.discard(object_id)
+        self._publish(ObjectValue(object_id, error.data, -1, 0, True, []), None)
+
+    def _on_watch_objects(self, node_id: bytes, message: protocol.WatchObjects) -> None:
+        values, locations = [], []
+        for object_id in message.object_ids:
+            entry = self.objects.get(object_id)
+            if entry is None:
+                error = self.make_error_value("object_lost", None, {
+                    "object_id": object_id.hex(), "reason": "freed", "owner": f"node {self.node_id.hex()}",
+                })
+                values.append(ObjectValue(object_id, error.data, -1, 0, True, []))
+                locations.append(b"")
+            elif entry.ready:
+                value, location = self._location_of(entry)
+                values.append(value)
+                locations.append(location)
+            else:
+                self.objects.subscribe(node_id, object_id)
+        if values:
+            self._send_peer(node_id, protocol.ObjectLocations(values, locations))
+
+    def _location_of(self, entry) -> tuple:
+        value = entry.value
+        if value.data is not None:
+            return value, b""
+        location = self.remote_objects.get(entry.object_id, self.node_id)
+        return ObjectValue(value.object_id, None, -1, value.shm_size, value.is_error, value.contained), location
+
+    def _send_location(self, node_id: bytes, entry) -> None:
+        value, location = self._location_of(entry)
+        self._send_peer(node_id, protocol.ObjectLocations([value], [location]))
+
+    def _on_object_locations(self, node_id: bytes, message: protocol.ObjectLocations) -> None:
+        for value, location in zip(message.values, message.locations):
+            self.watching.discard(value.object_id)
+            entry = self.objects.get(value.object_id)
+            if entry is None or entry.ready:
+                continue
+            if location and location != self.node_id:
+                self.remote_objects[value.object_id] = bytes(location)
+            self._publish(value, None)
+
+
+def to_milli(resources: dict) -> dict:
+    from .scheduling import UNIT
+
+    return {name: int(round(amount * UNIT)) for name, amount in resources.items()}
+

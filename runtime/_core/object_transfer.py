@@ -1,0 +1,257 @@
+"""Moving objects between nodes, and what happens when the node holding one dies.
+
+A mixin of NodeManagerService. A node that needs an object stored on another node (its
+directory entry is ready but `remote_objects` names the holder) pulls it: it allocates the
+whole object in its own arena, then asks the holder for chunks, a few outstanding at a
+time, writing each into place, so a large object never sits whole in Python memory. Several
+objects transfer at once, each with its own window. The waiters (tasks about to run here,
+clients in get) continue when the last chunk lands.
+
+When the holder dies the value is forgotten (the entry goes back to pending) and its waiters
+wait again: the owner re-runs the task that made it (lineage, recursively through its
+arguments), a borrower asks the owner again, and a value nobody can rebuild becomes an
+ObjectLostError that says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+from . import protocol
+from .protocol import ObjectValue
+
+logger = logging.getLogger(__name__)
+
+CHUNK_BYTES = 8 * 1024 * 1024
+WINDOW_CHUNKS = 4
+
+
+@dataclass
+class Pull:
+    object_id: bytes
+    node: bytes
+    offset: int
+    size: int
+    requested: int = 0
+    received: int = 0
+    waiters: list = field(default_factory=list)  # ("task", task id) / ("client", client id)
+
+
+class ObjectTransfer:
+    def _init_transfers(self) -> None:
+        self.pulls: dict[bytes, Pull] = {}
+        self.pull_backlog: list = []  # (object id, waiter) waiting for room in the arena
+        self.relocate_later: set = set()  # located on a node not yet known to be dead by its owner
+
+    # -- the puller -----------------------------------------------------------------------
+
+    def _fetch_args(self, record) -> bool:
+        """Start pulling a task's remote arguments; True if it must wait for them."""
+        waiter = ("task", record.spec.task_id)
+        pending = False
+        for object_id in set(record.spec.arg_refs):
+            if object_id in self.remote_objects:
+                pending = True
+                pull = self.pulls.get(object_id)
+                if pull is None or waiter not in pull.waiters:
+                    self._fetch(object_id, waiter)
+        return pending
+
+    def _fetch(self, object_id: bytes, waiter: tuple) -> None:
+        pull = self.pulls.get(object_id)
+        if pull is not None:
+            pull.waiters.append(waiter)
+            return
+        node = self.remote_objects.get(object_id)
+        entry = self.objects.get(object_id)
+        if node is None or entry is None or entry.value is None:
+            self._wake(waiter, object_id)
+            return
+        if not self.cluster.is_alive(node):
+            self._object_unavailable(object_id, [waiter])
+            return
+        size = entry.value.shm_size
+        offset, frees, error = self.store.allocate(self.node_id, size, self.objects)
+        self._apply_frees(frees)
+        if offset < 0:
+            if error is None:
+                self._revoke_for(size)
+                self.pull_backlog.append((object_id, waiter))
+                return
+            self._replace_with_error(entry, "store_full", {"message": error}, [waiter])
+            return
+        pull = self.pulls[object_id] = Pull(object_id, node, offset, size, waiters=[waiter])
+        if size == 0:
+            self._pull_complete(pull)
+            return
+        self._request_chunks(pull)
+
+    def _request_chunks(self, pull: Pull) -> None:
+        while pull.requested < pull.size and pull.requested - pull.received < WINDOW_CHUNKS * CHUNK_BYTES:
+            length = min(CHUNK_BYTES, pull.size - pull.requested)
+            self._send_peer(pull.node, protocol.PullChunk(pull.object_id, pull.requested, length))
+            pull.requested += length
+
+    def _on_object_chunk(self, node_id, message: protocol.ObjectChunk, data) -> None:
+        pull = self.pulls.get(message.object_id)
+        if pull is None or (node_id is not None and pull.node != node_id):
+            return
+        if message.error is not None or message.offset + len(data) > pull.size:
+            logger.warning("node %s has no copy of %s: %s", pull.node.hex(), pull.object_id.hex(), message.error)
+            self._pull_failed(pull)
+            return
+        view = self.store.arena.writable_view(pull.offset + message.offset, len(data))
+        view[:] = data
+        view.release()
+        pull.received += len(data)
+        if pull.received >= pull.size:
+            self._pull_complete(pull)
+        else:
+            self._request_chunks(pull)
+
+    def _pull_complete(self, pull: Pull) -> None:
+        del self.pulls[pull.object_id]
+        entry = self.objects.get(pull.object_id)
+        placed = ObjectValue(pull.object_id, None, pull.offset, pull.size)
+        self.store.sealed(placed)
+        if entry is None or entry.value is None or self.remote_objects.get(pull.object_id) != pull.node:
+            self.store.free_offsets([pull.offset])
+            for waiter in pull.waiters:
+                self._wake(waiter, pull.object_id)
+            return
+        old = entry.value
+        entry.value = ObjectValue(pull.object_id, None, pull.offset, pull.size, old.is_error, old.contained)
+        self.objects.arena_bytes += pull.size
+        del self.remote_objects[pull.object_id]
+        for waiter in pull.waiters:
+            self._wake(waiter, pull.object_id)
+
+    def _pull_failed(self, pull: Pull) -> None:
+        del self.pulls[pull.object_id]
+        self.store.abort(self.node_id, [pull.offset])
+        self._object_unavailable(pull.object_id, pull.waiters)
+
+    def _wake(self, waiter: tuple, object_id: bytes) -> None:
+        kind, ident = waiter
+        if kind == "task":
+            record = self.tasks.get(ident)
+            if record is not None and record.state == "WAITING" and ident not in self.objects.task_missing:
+                self._make_ready(record)
+            return
+        entry = self.objects.get(object_id)
+        if ident in self.clients and entry is not None and entry.ready:
+            value = self._deliverable(ident, entry, park=True)
+            if value is not None:
+                self._send(ident, protocol.ObjectsReady([value]))
+
+    def _retry_pull_backlog(self) -> None:
+        backlog, self.pull_backlog = self.pull_backlog, []
+        for object_id, waiter in backlog:
+            self._fetch(object_id, waiter)
+        if self.relocate_later:
+            for object_id in list(self.relocate_later):
+                self.relocate_later.discard(object_id)
+                self._object_unavailable(object_id, [])
+
+    # -- the holder -----------------------------------------------------------------------
+
+    def _on_pull_chunk(self, node_id: bytes, message: protocol.PullChunk) -> None:
+        entry = self.objects.get(message.object_id)
+        reply = protocol.ObjectChunk(message.object_id, message.offset, 0, "no copy on this node")
+        if entry is None or entry.value is None or message.object_id in self.remote_objects:
+            self._send_peer(node_id, reply, b"")
+            return
+        value = entry.value
+        start, end = message.offset, message.offset + message.length
+        if value.data is not None:
+            data = value.data[start:end]
+        elif value.shm_offset >= 0:
+            view = self.store.arena.writable_view(value.shm_offset + start, min(end, value.shm_size) - start)
+            data = bytes(view)
+            view.release()
+        else:
+            with open(entry.spill_path, "rb") as handle:
+                handle.seek(start)
+                data = handle.read(message.length)
+        size = len(value.data) if value.data is not None else value.shm_size
+        self._send_peer(node_id, protocol.ObjectChunk(message.object_id, start, size), data)
+
+    # -- losing a copy --------------------------------------------------------------------
+
+    def _objects_lost_with(self, node_id: bytes) -> None:
+        for pull in [p for p in self.pulls.values() if p.node == node_id]:
+            self._pull_failed(pull)
+        for object_id in [o for o, holder in self.held_remotely.items() if holder == node_id]:
+            del self.held_remotely[object_id]
+        for object_id in [o for o, holder in self.remote_objects.items() if holder == node_id]:
+            self._object_unavailable(object_id, [])
+
+    def _object_unavailable(self, object_id: bytes, waiters: list) -> None:
+        """The copy we knew of is gone: wait again, and rebuild or re-locate the value."""
+        entry = self.objects.get(object_id)
+        self.remote_objects.pop(object_id, None)
+        if entry is None:
+            return
+        if entry.value is not None:
+            self._apply_frees(self.objects.unseal(object_id))
+        for kind, ident in waiters:
+            if kind == "task":
+                record = self.tasks.get(ident)
+                if record is not None and record.state == "WAITING":
+                    self.objects.add_waiting_task(ident, object_id)
+            elif ident in self.clients:
+                self.objects.subscribe(ident, object_id)
+        owner = self.owner_node(object_id)
+        if owner is not None:
+            self.watching.discard(object_id)
+            self._watch_foreign([object_id])
+            return
+        kept = self.lineage.get(object_id[:-4])
+        if kept is None:
+            reason = "put" if object_id.endswith(b"\x00\x00\x00\x00") else "lineage"
+            error = self.make_error_value("object_lost", None, {
+                "object_id": object_id.hex(), "reason": reason, "owner": f"node {self.node_id.hex()}",
+            })
+            self._publish(ObjectValue(object_id, error.data, -1, 0, True, []), None)
+            return
+        self._reconstruct(kept[0])
+
+    def _reconstruct(self, spec) -> None:
+        """Re-run the task that made a lost value (its arguments are still held)."""
+        task_id = spec.task_id
+        if task_id in self.tasks:
+            return
+        logger.info("rebuilding the values of task %s (%s) from lineage", task_id.hex(), spec.function_name)
+        spec = dataclasses.replace(spec, attempt=spec.attempt + 1)
+        self.lineage[task_id][0] = spec
+        record = self.new_task_record(spec)
+        record.reconstruction = True
+        self.tasks[task_id] = record
+        self.objects.hold(list(spec.arg_refs) + list(spec.contained or ()))
+        if self.objects.wait_for_args(task_id, spec.arg_refs):
+            self._make_ready(record)
+        else:
+            self._watch_foreign(spec.arg_refs)
+            for object_id in spec.arg_refs:
+                entry = self.objects.get(object_id)
+                if entry is not None and not entry.ready and self.owner_node(object_id) is None:
+                    kept = self.lineage.get(object_id[:-4])
+                    if kept is not None:
+                        self._reconstruct(kept[0])
+
+    def _replace_with_error(self, entry, kind: str, details: dict, waiters: list) -> None:
+        error = self.make_error_value(kind, None, details)
+        self.remote_objects.pop(entry.object_id, None)
+        entry.value = ObjectValue(entry.object_id, error.data, -1, 0, True, [])
+        for waiter in waiters:
+            self._wake(waiter, entry.object_id)
+
+    def pull_rows(self) -> list:
+        now = time.monotonic()
+        return [
+            {"object_id": p.object_id.hex(), "from": p.node.hex(), "size": p.size, "received": p.received, "at": now}
+            for p in self.pulls.values()
+        ]

@@ -1,0 +1,149 @@
+"""Killing nodes of a three-node cluster: retries elsewhere, lineage rebuilds, lost objects, head loss.
+
+Every test gets its own cluster (head + nodes `a` and `b`, one CPU each) because it kills a
+node with SIGKILL, as if the machine had died. Heartbeat timeout: tests/cluster/nodes.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import shoal
+from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tests.cluster.nodes import NODE_TIMEOUT_S, LocalCluster
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+def cluster():
+    local = LocalCluster()
+    try:
+        local.start_head({"head_only": 1})
+        local.node_a = local.add_node({"node_a": 1, "shared": 1})
+        local.node_b = local.add_node({"node_b": 1, "shared": 1})
+        shoal.init(address="auto")
+        yield local
+    finally:
+        shoal.shutdown()
+        local.stop()
+
+
+def _node_with(resource: str) -> str:
+    return next(n["NodeID"] for n in shoal.nodes() if n["Alive"] and resource in n["Resources"])
+
+
+def _on(node_id: str):
+    return NodeAffinitySchedulingStrategy(node_id, soft=True)
+
+
+def _runs(path) -> list:
+    return path.read_text().split() if path.exists() else []
+
+
+@shoal.remote
+def make(log_path, megabytes, fill):
+    with open(log_path, "a") as log:
+        log.write(shoal.get_runtime_context().get_node_id() + "\n")
+    return np.full(megabytes * 1024 * 1024, fill, dtype=np.uint8)
+
+
+@shoal.remote
+def add(log_path, array, amount):
+    with open(log_path, "a") as log:
+        log.write(shoal.get_runtime_context().get_node_id() + "\n")
+    return array + amount
+
+
+def _wait_dead(node_id: str) -> None:
+    wait_for(
+        lambda: any(n["NodeID"] == node_id and not n["Alive"] for n in shoal.nodes()),
+        NODE_TIMEOUT_S * 5,
+        lambda: f"nodes: {shoal.nodes()}",
+    )
+
+
+def test_a_dead_node_is_declared_dead_and_its_resources_leave(cluster):
+    b = _node_with("node_b")
+    cluster.kill_node(cluster.node_b)
+    _wait_dead(b)
+    assert "node_b" not in shoal.cluster_resources()
+    assert shoal.cluster_resources()["CPU"] == 2
+
+
+def test_objects_on_a_dead_node_are_rebuilt_from_lineage(cluster, tmp_path):
+    b = _node_with("node_b")
+    first_log, second_log = tmp_path / "make.log", tmp_path / "add.log"
+    made = make.options(scheduling_strategy=_on(b)).remote(str(first_log), 8, 5)
+    plus = add.options(scheduling_strategy=_on(b)).remote(str(second_log), made, 2)
+    shoal.wait([plus], timeout=60, fetch_local=False)
+    assert _runs(first_log) == [b] and _runs(second_log) == [b]
+    cluster.kill_node(cluster.node_b)
+    array = shoal.get(plus, timeout=60)
+    assert array.nbytes == 8 * 1024 * 1024 and array[0] == 7 and array[-1] == 7
+    # Both tasks ran again, recursively, on nodes that are alive.
+    assert len(_runs(first_log)) == 2 and len(_runs(second_log)) == 2
+    assert b not in _runs(first_log)[1:] + _runs(second_log)[1:]
+    assert shoal.get(made, timeout=60)[0] == 5
+
+
+@shoal.remote
+def sleepy(marker_path, seconds):
+    with open(marker_path, "a") as marker:
+        marker.write(shoal.get_runtime_context().get_node_id() + "\n")
+    time.sleep(seconds)
+    return shoal.get_runtime_context().get_node_id()
+
+
+def test_running_tasks_of_a_dead_node_are_retried_elsewhere(cluster, tmp_path):
+    b = _node_with("node_b")
+    marker = tmp_path / "started"
+    refs = [sleepy.options(scheduling_strategy=_on(b)).remote(str(marker), 3) for _ in range(2)]
+    wait_for(lambda: _runs(marker), 30)
+    cluster.kill_node(cluster.node_b)
+    where = shoal.get(refs, timeout=60)
+    assert b not in where
+
+
+def test_a_task_without_retries_fails_with_node_died(cluster, tmp_path):
+    b = _node_with("node_b")
+    marker = tmp_path / "started"
+    ref = sleepy.options(scheduling_strategy=_on(b), max_retries=0).remote(str(marker), 30)
+    wait_for(lambda: _runs(marker), 30)
+    cluster.kill_node(cluster.node_b)
+    with pytest.raises(shoal.exceptions.NodeDiedError):
+        shoal.get(ref, timeout=60)
+
+
+@shoal.remote
+def put_inside():
+    return [shoal.put(np.ones(2 * 1024 * 1024, dtype=np.uint8))]
+
+
+def test_an_object_whose_owner_died_raises_object_lost(cluster):
+    b = _node_with("node_b")
+    [inner] = shoal.get(put_inside.options(scheduling_strategy=_on(b)).remote(), timeout=60)
+    cluster.kill_node(cluster.node_b)
+    _wait_dead(b)
+    with pytest.raises(shoal.exceptions.ObjectLostError, match="owner"):
+        shoal.get(inner, timeout=60)
+
+
+def test_losing_the_head_stops_every_node(cluster):
+    head, a, b = cluster.nodes
+    cluster.kill_node(head)
+    deadline = time.monotonic() + NODE_TIMEOUT_S * 10
+    for node in (a, b):
+        node.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        assert not _pid_alive(node.manager_pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,228 @@
+"""A three-node cluster on 127.0.0.1: joining, spillback, locality, strategies, objects across nodes.
+
+Nodes are separate `shoal start --block` processes with their own stores and different custom
+resources (head: `head_only`, the others `node_a` / `node_b`); the driver is this process,
+connected with `init(address="auto")`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import shoal
+from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tests.cluster.nodes import LocalCluster
+from tests.waiting import wait_for
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    local = LocalCluster()
+    try:
+        local.start_head({"head_only": 1})
+        local.add_node({"node_a": 1, "shared": 1})
+        local.add_node({"node_b": 1, "shared": 1})
+        shoal.init(address="auto")
+        yield local
+    finally:
+        shoal.shutdown()
+        local.stop()
+
+
+@shoal.remote
+def node_of():
+    return shoal.get_runtime_context().get_node_id()
+
+
+@shoal.remote
+def slow_node_of(seconds):
+    time.sleep(seconds)
+    return shoal.get_runtime_context().get_node_id()
+
+
+def _node_with(resource: str) -> str:
+    return next(n["NodeID"] for n in shoal.nodes() if n["Alive"] and resource in n["Resources"])
+
+
+def test_three_nodes_joined(cluster):
+    nodes = shoal.nodes()
+    assert len(nodes) == 3
+    assert all(n["Alive"] for n in nodes)
+    assert sum(n["IsHeadNode"] for n in nodes) == 1
+    total = shoal.cluster_resources()
+    assert total["CPU"] == 3
+    assert total["node_a"] == 1 and total["node_b"] == 1 and total["head_only"] == 1 and total["shared"] == 2
+
+
+def test_status_and_list_nodes_show_every_node(cluster):
+    status = subprocess.run([sys.executable, "-m", "shoal.cli", "status"], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    assert "3 node(s)" in status.stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "shoal.cli", "list", "nodes"], capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.count("ALIVE") == 3
+    from shoal.util import state
+
+    rows = state.list_nodes()
+    assert {r["node_id"] for r in rows} == {n["NodeID"] for n in shoal.nodes()}
+
+
+def test_custom_resources_send_tasks_to_their_node(cluster):
+    assert shoal.get(node_of.options(resources={"node_a": 1}).remote(), timeout=30) == _node_with("node_a")
+    assert shoal.get(node_of.options(resources={"node_b": 1}).remote(), timeout=30) == _node_with("node_b")
+    assert shoal.get(node_of.options(resources={"head_only": 1}).remote(), timeout=30) == _node_with("head_only")
+
+
+def test_no_infeasible_warning_for_resources_another_node_has(cluster, recwarn):
+    shoal.get(node_of.options(resources={"node_b": 1}).remote(), timeout=30)
+    assert not [w for w in recwarn if "stay pending" in str(w.message)]
+
+
+def test_busy_node_spills_back_to_free_nodes(cluster):
+    # Three one-CPU nodes: three 2-second tasks only finish together if each ran on its own node.
+    started = time.monotonic()
+    where = shoal.get([slow_node_of.remote(2.0) for _ in range(3)], timeout=60)
+    assert len(set(where)) == 3, where
+    assert time.monotonic() - started < 5.5
+
+
+def test_spread_uses_every_node(cluster):
+    where = shoal.get([node_of.options(scheduling_strategy="SPREAD").remote() for _ in range(6)], timeout=60)
+    assert {node: where.count(node) for node in set(where)} == {n["NodeID"]: 2 for n in shoal.nodes()}
+
+
+def test_node_affinity(cluster):
+    target = _node_with("node_b")
+    hard = NodeAffinitySchedulingStrategy(target, soft=False)
+    assert shoal.get([node_of.options(scheduling_strategy=hard).remote() for _ in range(3)], timeout=30) == [target] * 3
+    missing = "ab" * 16
+    soft = NodeAffinitySchedulingStrategy(missing, soft=True)
+    assert shoal.get(node_of.options(scheduling_strategy=soft).remote(), timeout=30) in {n["NodeID"] for n in shoal.nodes()}
+    with pytest.raises(shoal.exceptions.TaskUnschedulableError, match=missing):
+        shoal.get(node_of.options(scheduling_strategy=NodeAffinitySchedulingStrategy(missing, soft=False)).remote(), timeout=30)
+
+
+@shoal.remote
+def make_array(megabytes, fill):
+    return np.full(megabytes * 1024 * 1024, fill, dtype=np.uint8)
+
+
+@shoal.remote
+def describe(array):
+    return int(array[0]), int(array[-1]), array.nbytes, shoal.get_runtime_context().get_node_id()
+
+
+def test_cross_node_get_of_a_200mb_array(cluster):
+    ref = make_array.options(resources={"node_a": 1}).remote(200, 7)
+    array = shoal.get(ref, timeout=120)
+    assert array.nbytes == 200 * 1024 * 1024
+    assert array[0] == 7 and array[-1] == 7 and int(array[::4096].sum()) == 7 * len(array[::4096])
+    assert not array.flags.writeable
+    del array, ref
+
+
+def test_arguments_move_between_nodes(cluster):
+    made_on_a = make_array.options(resources={"node_a": 1}).remote(5, 3)
+    first, last, size, where = shoal.get(describe.options(resources={"node_b": 1}).remote(made_on_a), timeout=60)
+    assert (first, last, size, where) == (3, 3, 5 * 1024 * 1024, _node_with("node_b"))
+    put_here = shoal.put(np.arange(1_000_000, dtype=np.int64))
+    total = shoal.get(describe.options(resources={"node_a": 1}).remote(put_here), timeout=60)
+    assert total[2] == 8_000_000 and total[3] == _node_with("node_a")
+    small = shoal.put({"x": 1})
+    assert shoal.get(plus_one.options(resources={"node_b": 1}).remote(small), timeout=30) == 2
+
+
+@shoal.remote
+def plus_one(mapping):
+    return mapping["x"] + 1
+
+
+def test_a_task_goes_to_the_node_holding_its_large_argument(cluster):
+    big = make_array.options(resources={"node_b": 1}).remote(20, 1)
+    shoal.wait([big], timeout=60, fetch_local=False)
+    where = shoal.get([describe.options(resources={"shared": 1}).remote(big) for _ in range(2)], timeout=60)
+    assert [w[3] for w in where] == [_node_with("node_b")] * 2
+
+
+@shoal.remote
+def put_inside(megabytes):
+    return [shoal.put(np.ones(megabytes * 1024 * 1024, dtype=np.uint8))]
+
+
+def test_refs_made_on_another_node_are_borrowed_and_fetched(cluster):
+    outer = put_inside.options(resources={"node_a": 1}).remote(3)
+    [inner] = shoal.get(outer, timeout=60)
+    del outer
+    array = shoal.get(inner, timeout=60)
+    assert array.nbytes == 3 * 1024 * 1024 and array[0] == 1
+    first, _, _, where = shoal.get(describe.options(resources={"node_b": 1}).remote(inner), timeout=60)
+    assert first == 1 and where == _node_with("node_b")
+
+
+def test_nested_tasks_on_a_worker_node_run_and_return(cluster):
+    @shoal.remote(resources={"node_a": 1})
+    def parent():
+        return shoal.get([node_of.options(resources={"node_b": 0.1}).remote() for _ in range(2)])
+
+    assert shoal.get(parent.remote(), timeout=60) == [_node_with("node_b")] * 2
+
+
+def test_output_of_a_task_on_another_node_reaches_the_driver(cluster):
+    from shoal.util import output
+
+    records = []
+    output.set_log_handler(records.extend)
+    try:
+        @shoal.remote(resources={"node_b": 1})
+        def talk():
+            print("hello from node b")
+
+        shoal.get(talk.remote(), timeout=30)
+        wait_for(lambda: any("hello from node b" in r["text"] for r in records), 10)
+    finally:
+        output.set_log_handler(None)
+
+
+def test_cancel_reaches_a_task_on_another_node(cluster):
+    ref = slow_node_of.options(resources={"node_a": 1}).remote(30)
+    time.sleep(1.0)
+    shoal.cancel(ref)
+    with pytest.raises(shoal.exceptions.TaskCancelledError):
+        shoal.get(ref, timeout=15)
+
+
+def test_join_without_the_token_is_refused(cluster):
+    env = dict(cluster.env, SHOAL_TOKEN="")
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "shoal.cli", "start", "--address", cluster.address, "--token", "not-the-token",
+         "--num-cpus", "1", "--object-store-memory", str(64 * 1024 * 1024)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert result.returncode != 0
+    assert "token" in result.stderr
+    assert time.monotonic() - started < 30
+    assert len([n for n in shoal.nodes() if n["Alive"]]) == 3
+
+
+def test_random_bytes_to_every_port_leave_the_cluster_working(cluster):
+    ports = [node.port for node in cluster.nodes]
+    assert all(ports)
+    garbage = os.urandom(4096)
+    for port in ports:
+        for payload in (garbage, b"\xff" + garbage, b"GET / HTTP/1.1\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+                connection.sendall(payload)
+    time.sleep(0.5)
+    assert len([n for n in shoal.nodes() if n["Alive"]]) == 3
+    where = shoal.get([node_of.options(scheduling_strategy="SPREAD").remote() for _ in range(3)], timeout=60)
+    assert len(set(where)) == 3
