@@ -123,7 +123,7 @@ class ActorClass:
             "strategy": strategy_wire(opts.get("scheduling_strategy")),
             "function_name": f"{self._cls.__name__}.__init__",
         }
-        actor_id = os.urandom(16)
+        actor_id = api._next_task_id()  # starts with the owner node's tag, like task ids
         hosting = {
             "class_name": self._cls.__name__,
             "name": name,

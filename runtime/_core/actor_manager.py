@@ -47,6 +47,9 @@ class ActorRecord:
     death_value: ObjectValue | None = None
     no_restart: bool = False
     exit_reason: str | None = None
+    node: bytes | None = None  # owned here, hosted on that node
+    origin: bytes | None = None  # hosted here for the node that owns it
+    watchers: set = field(default_factory=set)  # nodes to tell where it runs
 
 
 class ActorManager:
@@ -83,23 +86,29 @@ class ActorManager:
                     self._reply(client_id, reply, None, "exists")
                 return
             self.named[key] = spec.actor_id
-        record = ActorRecord(spec, restarts_left=spec.max_restarts)
+        self.admit(spec, spec.max_restarts, 0, None)
+        if reply:
+            self._reply(client_id, reply, spec.actor_id, None)
+
+    def admit(self, spec: ActorSpec, restarts_left: int, num_restarts: int, origin: bytes | None) -> ActorRecord:
+        """Take an actor in: owned here (origin None) or hosted here for another node."""
+        record = ActorRecord(spec, restarts_left=restarts_left, num_restarts=num_restarts, origin=origin)
         self.actors[spec.actor_id] = record
         creation = spec.creation
         problem = self.service._placement_problem(creation.strategy)
         if problem is not None:
             record.state = DEAD
             record.death_value = self.service.make_error_value("unschedulable", creation, {"message": problem})
-            if reply:
-                self._reply(client_id, reply, spec.actor_id, None)
-            return
+            self.service.actor_changed(record)
+            return record
         self.creation_tasks[creation.task_id] = spec.actor_id
         held = list(creation.arg_refs) + list(creation.contained or ())
         self.service.objects.hold(held)
         if self.service.objects.wait_for_args(creation.task_id, creation.arg_refs):
             self.pending.append(spec.actor_id)
-        if reply:
-            self._reply(client_id, reply, spec.actor_id, None)
+        else:
+            self.service._watch_foreign(creation.arg_refs)
+        return record
 
     def _reply(self, client_id: bytes, request_id: int, actor_id: bytes | None, error: str | None) -> None:
         if not request_id:
@@ -110,6 +119,8 @@ class ActorManager:
     def get(self, client_id: bytes, message: protocol.GetActor) -> None:
         actor_id = self.named.get((message.namespace, message.name))
         if actor_id is None or self.actors[actor_id].state == DEAD:
+            if self.service.lookup_name_at_head(client_id, message):
+                return
             self.service._send(client_id, protocol.ActorReply(message.request_id, None, None, "missing"))
         else:
             self._reply(client_id, message.request_id, actor_id, None)
@@ -122,6 +133,9 @@ class ActorManager:
             record = self.actors.get(actor_id)
             if record is None or record.state != PENDING:
                 continue
+            if self.service.place_actor_elsewhere(record):
+                self._forward_queued(record)
+                continue
             reservation = scheduler.reserve(record.spec.placement)
             if reservation is None:
                 waiting.append(actor_id)
@@ -131,7 +145,17 @@ class ActorManager:
             worker_id = os.urandom(16)
             self.forking[worker_id] = actor_id
             self.service.template.send(f"fork {worker_id.hex()}\n")
+            self.service.actor_changed(record)
         self.pending = waiting
+
+    def _forward_queued(self, record: ActorRecord) -> None:
+        """Calls queued here follow the actor to the node it was sent to, in order."""
+        tasks = self.service.tasks
+        for task_id in record.queue:
+            task = tasks.get(task_id)
+            if task is not None and task.state != "DONE":
+                self.service._forward(task, record.node)
+        record.queue.clear()
 
     def worker_registered(self, worker_id: bytes) -> bool:
         """A freshly forked worker registered; True if it was forked for an actor."""
@@ -176,7 +200,7 @@ class ActorManager:
 
     def pump(self, actor_id: bytes) -> None:
         record = self.actors.get(actor_id)
-        if record is None or record.state != ALIVE:
+        if record is None or record.state != ALIVE or record.node is not None:
             return
         tasks = self.service.tasks
         while record.queue:
@@ -215,6 +239,7 @@ class ActorManager:
             return
         record.state = ALIVE
         self.service.scheduler.resize_grant(record.worker_id, record.spec.lifetime)
+        self.service.actor_changed(record)
         self.pump(actor_id)
 
     # -- death ------------------------------------------------------------------------------
@@ -226,6 +251,11 @@ class ActorManager:
         if no_restart:
             record.no_restart = True
             record.exit_reason = record.exit_reason or "it was killed with shoal.kill()."
+        if record.node is not None:
+            self.service.forward_kill(record, no_restart)
+            if no_restart:
+                self.mark_dead(record, None)
+            return
         pid = self.service.worker_pids.get(record.worker_id) if record.worker_id else None
         if pid:
             self.service._kill_worker(pid)  # the exit decides between restart and death
@@ -233,7 +263,7 @@ class ActorManager:
             if record.reservation is not None:
                 self.service.scheduler.cancel_reservation(record.reservation)
                 record.reservation = None
-            self._mark_dead(record, None)
+            self.mark_dead(record, None)
 
     def exited(self, actor_id: bytes, reason: str) -> None:
         record = self.actors.get(actor_id)
@@ -262,8 +292,9 @@ class ActorManager:
             self._fail_or_retry_inflight(record, pid, code)
             record.state = PENDING
             self.pending.append(actor_id)
+            self.service.actor_changed(record)
             return True
-        self._mark_dead(record, (pid, code))
+        self.mark_dead(record, (pid, code))
         return True
 
     def _fail_or_retry_inflight(self, record: ActorRecord, pid: int, code: int) -> None:
@@ -296,7 +327,7 @@ class ActorManager:
             return f"The actor {name} died while running this call and is restarting. {detail}"
         return f"The actor {name} is dead and will not restart. {detail}"
 
-    def _mark_dead(self, record: ActorRecord, exit_info) -> None:
+    def mark_dead(self, record: ActorRecord, exit_info) -> None:
         record.state = DEAD
         if record.death_value is None:
             pid, code = exit_info if exit_info else (None, None)
@@ -321,6 +352,27 @@ class ActorManager:
             self.service._apply_frees(
                 self.service.objects.unhold(list(creation.arg_refs) + list(creation.contained or ()))
             )
+        self.service.actor_changed(record)
+
+    def node_died(self, node_id: bytes) -> None:
+        """Actors we own that ran there restart elsewhere; actors we host for it stop."""
+        for record in list(self.actors.values()):
+            if record.state == DEAD:
+                continue
+            if record.node == node_id:
+                record.node = None
+                if not record.no_restart and record.restarts_left != 0:
+                    if record.restarts_left > 0:
+                        record.restarts_left -= 1
+                    record.num_restarts += 1
+                    record.state = PENDING
+                    self.pending.append(record.spec.actor_id)
+                else:
+                    record.exit_reason = record.exit_reason or f"the node it ran on ({node_id.hex()}) died."
+                    self.mark_dead(record, None)
+            elif record.origin == node_id:
+                record.exit_reason = "the node that owns it died."
+                self.kill(record.spec.actor_id, no_restart=True)
 
     def handles_released(self, freed_ids) -> None:
         for object_id in freed_ids:
@@ -347,6 +399,7 @@ class ActorManager:
                 "pid": record.pid,
                 "num_restarts": record.num_restarts,
                 "detached": record.spec.detached,
+                "node_id": (record.node or self.service.node_id).hex(),
             }
             for record in self.actors.values()
             if namespace is None or record.spec.namespace == namespace

@@ -281,6 +281,7 @@ class ClusterPeers:
         self.peer_outbox.pop(node_id, None)
         self.peer_functions.pop(node_id, None)
         self._apply_frees(self.objects.client_gone(node_id))
+        self.actors.node_died(node_id)  # first: calls in flight there follow their actor
         for record in list(self.tasks.values()):
             if record.state == "DONE":
                 continue
@@ -295,6 +296,9 @@ class ClusterPeers:
             self._broadcast_table()
 
     def _forwarded_task_lost(self, record, node_id: bytes) -> None:
+        if record.spec.actor_id is not None:
+            self.actor_call_lost(record, node_id)
+            return
         record.node = None
         if record.cancelled:
             self._finish_with_error(record, "cancelled", None)
@@ -365,7 +369,7 @@ class ClusterPeers:
         if record is None or record.origin is not None or record.spec.actor_id is not None:
             return False
         strategy = record.spec.strategy
-        if strategy and strategy[0] == "NODE_AFFINITY" and not strategy[2]:
+        if strategy and (strategy[0] == "SPREAD" or (strategy[0] == "NODE_AFFINITY" and not strategy[2])):
             return False
         return not any("_group_" in name for name in record.spec.resources)
 
@@ -383,8 +387,11 @@ class ClusterPeers:
         wire = []
         kept = {}
         for value in returns:
-            if value.data is None:
+            if value.data is None or value.contained:
+                # Arena values stay here for the owner; values holding refs stay until the
+                # owner has borrowed those refs (it releases them when it frees the value).
                 kept[value.object_id] = 1
+            if value.data is None:
                 value = ObjectValue(value.object_id, None, -1, value.shm_size, value.is_error, value.contained)
             wire.append(value)
         if kept:
@@ -401,12 +408,14 @@ class ClusterPeers:
         for result in message.results:
             record = self.tasks.get(result.task_id)
             remote_ids = [v.object_id for v in result.returns if v.data is None]
+            kept_ids = [v.object_id for v in result.returns if v.data is None or v.contained]
             if record is None or record.state == "DONE" or record.node != node_id:
-                if remote_ids:
-                    self._send_peer(node_id, protocol.ReleaseObjects(remote_ids))
+                if kept_ids:
+                    self._send_peer(node_id, protocol.ReleaseObjects(kept_ids))
                 continue
             for object_id in remote_ids:
                 self.remote_objects[object_id] = node_id
+            for object_id in kept_ids:
                 self.held_remotely[object_id] = node_id
             if remote_ids:
                 # Keep what is needed to rebuild these values if that node dies.

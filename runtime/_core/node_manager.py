@@ -28,6 +28,7 @@ import zmq
 from . import config, lifecycle, protocol, state_view
 from .actor_manager import ActorManager
 from .arena_store import ArenaStore
+from .cluster_actors import ClusterActors
 from .cluster_peers import PEER_SUFFIX, ClusterPeers
 from .cluster_table import LOCAL
 from .object_handlers import ObjectHandlers
@@ -73,7 +74,7 @@ class ClientRecord:
     remote: bool = False  # connected over TCP: no access to this node's shared memory
 
 
-class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer):
+class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors):
     def __init__(self, options: dict, template, template_options: dict):
         self.options = options
         self.template = template
@@ -121,6 +122,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer):
         self.started_at = time.time()
         self._init_cluster()
         self._init_transfers()
+        self._init_cluster_actors()
         self._handlers = {
             protocol.RegisterClient: self._on_register,
             protocol.SubmitTasks: self._on_submit,
@@ -137,7 +139,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer):
             protocol.Disconnect: self._on_disconnect,
             protocol.CreateActor: lambda client_id, message: self.actors.create(client_id, message),
             protocol.GetActor: lambda client_id, message: self.actors.get(client_id, message),
-            protocol.KillActor: lambda client_id, message: self.actors.kill(message.actor_id, message.no_restart),
+            protocol.KillActor: lambda client_id, message: self._kill_actor(message),
             protocol.ActorExited: lambda client_id, message: self.actors.exited(message.actor_id, message.reason),
             protocol.ListActors: self._on_list_actors,
             protocol.StateQuery: self._on_state_query,
@@ -508,6 +510,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer):
             problem = self._placement_problem(spec.strategy)
             if problem is not None:
                 self._finish_with_error(record, "unschedulable", {"message": problem})
+                continue
+            if spec.actor_id is not None and len(self.cluster.nodes) > 1 and self.route_actor_call(record):
                 continue
             if spec.actor_id is not None and not self.actors.submit(record):
                 continue

@@ -516,3 +516,30 @@ class ReleaseObjects:
     """Owner node -> holder: drop the copies you kept for me."""
 
     object_ids: list
+
+
+@record(81, nested={"spec": ActorSpec})
+class ForwardActor:
+    """Owner node -> the node chosen to host an actor: create (or re-create) it there."""
+
+    spec: ActorSpec
+    restarts_left: int
+    num_restarts: int
+
+
+@record(82)
+class LocateActors:
+    """Caller node -> the actor's owner node: where does it run? (answered when placed)"""
+
+    actor_ids: list
+
+
+@record(83, nested={"death": ObjectValue})
+class ActorLocation:
+    """Owner node -> caller node (and host -> owner: state changes of a hosted actor)."""
+
+    actor_id: bytes
+    node_id: bytes  # b"" once the actor is dead
+    state: str
+    num_restarts: int
+    death: ObjectValue | None = None

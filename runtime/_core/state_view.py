@@ -134,7 +134,7 @@ def actor_rows(service) -> list[dict]:
     rows = []
     for row in service.actors.listing(None):
         row = dict(row)
-        row["node_id"] = service.node_id.hex()
+        row.setdefault("node_id", service.node_id.hex())
         rows.append(row)
     return rows
 

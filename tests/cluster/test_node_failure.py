@@ -147,3 +147,39 @@ def _pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@shoal.remote
+class Keeper:
+    def __init__(self):
+        self.calls = 0
+
+    def call(self, seconds=0.0):
+        self.calls += 1
+        time.sleep(seconds)
+        return self.calls, shoal.get_runtime_context().get_node_id(), shoal.get_runtime_context().was_current_actor_reconstructed
+
+
+def test_a_restartable_actor_comes_back_on_another_node(cluster):
+    b = _node_with("node_b")
+    keeper = Keeper.options(resources={"shared": 0.5}, scheduling_strategy=_on(b), max_restarts=1, max_task_retries=1).remote()
+    assert shoal.get(keeper.call.remote(), timeout=60) == (1, b, False)
+    in_flight = keeper.call.remote(3.0)
+    time.sleep(1.0)
+    cluster.kill_node(cluster.node_b)
+    calls, where, restarted = shoal.get(in_flight, timeout=60)
+    assert where == _node_with("node_a") and restarted and calls == 1  # state starts over
+    assert shoal.get(keeper.call.remote(), timeout=60)[:2] == (2, where)
+
+
+def test_an_actor_without_restarts_dies_with_its_node(cluster):
+    b = _node_with("node_b")
+    keeper = Keeper.options(resources={"node_b": 1}).remote()
+    assert shoal.get(keeper.call.remote(), timeout=60)[1] == b
+    in_flight = keeper.call.remote(10.0)
+    time.sleep(1.0)
+    cluster.kill_node(cluster.node_b)
+    with pytest.raises((shoal.exceptions.ActorDiedError, shoal.exceptions.ActorUnavailableError)):
+        shoal.get(in_flight, timeout=60)
+    with pytest.raises(shoal.exceptions.ActorDiedError, match="died"):
+        shoal.get(keeper.call.remote(), timeout=60)

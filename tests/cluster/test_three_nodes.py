@@ -226,3 +226,68 @@ def test_random_bytes_to_every_port_leave_the_cluster_working(cluster):
     assert len([n for n in shoal.nodes() if n["Alive"]]) == 3
     where = shoal.get([node_of.options(scheduling_strategy="SPREAD").remote() for _ in range(3)], timeout=60)
     assert len(set(where)) == 3
+
+
+@shoal.remote
+class Counter:
+    def __init__(self, start=0):
+        self.value = start
+
+    def add(self, amount=1):
+        self.value += amount
+        return self.value
+
+    def where(self):
+        return shoal.get_runtime_context().get_node_id()
+
+
+def test_an_actor_runs_on_the_node_with_its_resources_and_keeps_call_order(cluster):
+    counter = Counter.options(resources={"node_a": 1}).remote(10)
+    assert shoal.get(counter.where.remote(), timeout=60) == _node_with("node_a")
+    assert shoal.get([counter.add.remote() for _ in range(50)], timeout=60) == list(range(11, 61))
+    shoal.kill(counter)
+    with pytest.raises(shoal.exceptions.ActorDiedError):
+        shoal.get(counter.add.remote(), timeout=30)
+
+
+@shoal.remote
+def use_counter(counter, times):
+    return shoal.get([counter.add.remote() for _ in range(times)]), shoal.get_runtime_context().get_node_id()
+
+
+def test_actor_handles_work_from_tasks_on_other_nodes(cluster):
+    counter = Counter.options(resources={"node_a": 1}).remote()
+    values, where = shoal.get(use_counter.options(resources={"node_b": 1}).remote(counter, 5), timeout=60)
+    assert values == [1, 2, 3, 4, 5] and where == _node_with("node_b")
+    assert shoal.get(counter.add.remote(), timeout=30) == 6
+
+
+def test_named_actor_on_another_node_is_found_from_any_node(cluster):
+    Counter.options(name="shared-counter", resources={"node_b": 1}, lifetime="detached").remote(100)
+
+    @shoal.remote(resources={"node_a": 1})
+    def bump():
+        return shoal.get(shoal.get_actor("shared-counter").add.remote(5))
+
+    assert shoal.get(bump.remote(), timeout=60) == 105
+    handle = shoal.get_actor("shared-counter")
+    assert shoal.get(handle.where.remote(), timeout=30) == _node_with("node_b")
+    shoal.kill(handle)
+
+
+def test_an_actor_on_another_node_stops_when_its_handles_are_gone(cluster):
+    from shoal.util import state
+
+    counter = Counter.options(resources={"node_b": 1}).remote()
+    actor_id = counter._actor_id.hex()
+    assert shoal.get(counter.add.remote(), timeout=30) == 1
+    del counter
+    wait_for(lambda: any(a["actor_id"] == actor_id and a["state"] == "DEAD" for a in state.list_actors()), 30)
+    node_b = next(n for n in cluster.nodes if "node_b" in n.resources)
+    wait_for(lambda: len(_worker_pids_of(node_b.manager_pid)) <= 1, 30, lambda: str(_worker_pids_of(node_b.manager_pid)))
+
+
+def _worker_pids_of(manager_pid: int) -> list:
+    import psutil
+
+    return [p.pid for p in psutil.Process(manager_pid).children(recursive=True) if "worker" in p.name()]

@@ -167,6 +167,10 @@ SAMPLES = [
     protocol.ObjectChunk(OBJECT_ID, 0, 0, "no copy on this node"),
     protocol.UpdateBorrows({OBJECT_ID: 1, b"\x05" * 20: -1}),
     protocol.ReleaseObjects([OBJECT_ID]),
+    protocol.ForwardActor(_ACTOR_SPEC, 2, 1),
+    protocol.LocateActors([b"\x0b" * 16]),
+    protocol.ActorLocation(b"\x0b" * 16, b"\x0d" * 16, "ALIVE", 0),
+    protocol.ActorLocation(b"\x0b" * 16, b"", "DEAD", 1, _ERROR),
 ]
 
 
