@@ -45,10 +45,7 @@ class ClusterActors:
         """Before reserving here: send the actor to another node if it should run there."""
         if len(self.cluster.nodes) < 2 or record.origin is not None:
             return False
-        placement = record.spec.placement
-        if any("_group_" in name for name in placement):
-            return False
-        shape = to_shape(placement)
+        shape = to_shape(record.spec.placement)
         target = self.cluster.choose(shape, record.spec.creation.strategy, fits(self.scheduler.available, shape))
         if target is LOCAL or target is False:
             return False

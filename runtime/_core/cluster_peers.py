@@ -213,6 +213,7 @@ class ClusterPeers:
         info = self.cluster.nodes.get(message.node_id)
         if info is None or not info.alive:
             return
+        info.total = dict(message.total)
         info.available = dict(message.available)
         info.object_store_used_bytes = message.object_store_used_bytes
         info.num_workers = message.num_workers
@@ -238,7 +239,8 @@ class ClusterPeers:
             self.running = False
             return
         self._send_peer(self.cluster_head_id(), protocol.NodeHeartbeat(
-            self.node_id, dict(self.scheduler.available), self.store.used_bytes, len(self.worker_pids)
+            self.node_id, dict(self.scheduler.total), dict(self.scheduler.available), self.store.used_bytes,
+            len(self.worker_pids),
         ))
 
     def cluster_head_id(self) -> bytes | None:
@@ -292,6 +294,7 @@ class ClusterPeers:
             elif record.node == node_id:
                 self._forwarded_task_lost(record, node_id)
         self._objects_lost_with(node_id)
+        self._groups_lost_with(node_id)
         if self.is_head:
             self._broadcast_table()
 
@@ -318,8 +321,6 @@ class ClusterPeers:
         spec = record.spec
         if record.origin is not None or record.local_only or len(self.cluster.nodes) < 2:
             return LOCAL
-        if any("_group_" in name for name in spec.resources):
-            return LOCAL  # placement groups reserve on this node
         shape = to_shape(spec.resources)
         locality = self._argument_bytes(spec)
         return self.cluster.choose(shape, spec.strategy, fits(self.scheduler.available, shape), locality)
@@ -369,9 +370,7 @@ class ClusterPeers:
         if record is None or record.origin is not None or record.spec.actor_id is not None:
             return False
         strategy = record.spec.strategy
-        if strategy and (strategy[0] == "SPREAD" or (strategy[0] == "NODE_AFFINITY" and not strategy[2])):
-            return False
-        return not any("_group_" in name for name in record.spec.resources)
+        return not (strategy and (strategy[0] == "SPREAD" or (strategy[0] == "NODE_AFFINITY" and not strategy[2])))
 
     # -- forwarded tasks (the node running them) ------------------------------------------
 

@@ -30,6 +30,7 @@ from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .cluster_actors import ClusterActors
 from .cluster_peers import PEER_SUFFIX, ClusterPeers
+from .group_placement import GroupPlacement
 from .cluster_table import LOCAL
 from .object_handlers import ObjectHandlers
 from .object_transfer import ObjectTransfer
@@ -74,7 +75,7 @@ class ClientRecord:
     remote: bool = False  # connected over TCP: no access to this node's shared memory
 
 
-class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors):
+class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors, GroupPlacement):
     def __init__(self, options: dict, template, template_options: dict):
         self.options = options
         self.template = template
@@ -123,6 +124,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self._init_cluster()
         self._init_transfers()
         self._init_cluster_actors()
+        self._init_group_placement()
         self._handlers = {
             protocol.RegisterClient: self._on_register,
             protocol.SubmitTasks: self._on_submit,
@@ -376,6 +378,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             self._cluster_housekeeping(now)
         if self.pull_backlog or self.relocate_later:
             self._retry_pull_backlog()
+        if self.group_retry:
+            self._groups_housekeeping()
         if self.parent_pid and not lifecycle.pid_alive(self.parent_pid):
             logger.info("parent %s exited; stopping", self.parent_pid)
             self.running = False
@@ -561,8 +565,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
 
     def _schedule(self) -> None:
         if self.placement_groups.pending:
-            for placement_group_id in self.placement_groups.place_pending():
-                self._publish(ObjectValue(ready_object_id(placement_group_id), self._true_value, -1, 0, False, []), None)
+            self._place_groups()
         if self.actors.pending:
             self.actors.place_pending()
         dispatches, to_start = self.scheduler.schedule(time.monotonic())
@@ -648,6 +651,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         record = self.placement_groups.remove(placement_group_id)
         if record is None:
             return
+        self.release_group_everywhere(record)
         ready_id = ready_object_id(placement_group_id)
         entry = self.objects.get(ready_id)
         if entry is not None and not entry.ready:

@@ -445,6 +445,7 @@ class RegisterNode:
 @record(71)
 class NodeHeartbeat:
     node_id: bytes
+    total: dict  # placement group bundles add resources
     available: dict
     object_store_used_bytes: int
     num_workers: int
@@ -543,3 +544,23 @@ class ActorLocation:
     state: str
     num_restarts: int
     death: ObjectValue | None = None
+
+
+@record(84)
+class ReserveBundles:
+    """Owner of a placement group -> a node: reserve these bundles (all or none)."""
+
+    placement_group_id: bytes
+    indexes: list
+    bundles: list  # resource dicts, one per index
+
+
+@record(85)
+class BundlesReserved:
+    placement_group_id: bytes
+    ok: bool
+
+
+@record(86)
+class ReleaseBundles:
+    placement_group_id: bytes

@@ -108,9 +108,16 @@ def placement_group(
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
     client = api._client_for_submit()
-    total = client.node_info.resources
+    here = client.node_info.resources
+    nodes = None
     for index, bundle in enumerate(checked):
-        missing = {k: v for k, v in bundle.items() if total.get(k, 0) < v}
+        if all(here.get(k, 0) >= v for k, v in bundle.items()):
+            continue
+        if nodes is None:  # only asked when this node cannot hold a bundle
+            nodes = [n["Resources"] for n in api.nodes() if n.get("Alive")]
+        if any(all(node.get(k, 0) >= v for k, v in bundle.items()) for node in nodes):
+            continue
+        missing = {k: v for k, v in bundle.items() if not any(node.get(k, 0) >= v for node in nodes)} or bundle
         if missing:
             warnings.warn(
                 f"placement group bundle {index} {bundle} cannot fit on any node (missing {missing}); "

@@ -183,3 +183,21 @@ def test_an_actor_without_restarts_dies_with_its_node(cluster):
         shoal.get(in_flight, timeout=60)
     with pytest.raises(shoal.exceptions.ActorDiedError, match="died"):
         shoal.get(keeper.call.remote(), timeout=60)
+
+
+def test_a_placement_group_with_bundles_on_a_dead_node_is_placed_again(cluster):
+    from shoal.util.placement_group import placement_group, placement_group_table
+
+    b = _node_with("node_b")
+    group = placement_group([{"CPU": 0.5}] * 3, strategy="SPREAD")
+    assert group.wait(30)
+    assert b in placement_group_table(group)["bundles_to_node_id"].values()
+    cluster.kill_node(cluster.node_b)
+    _wait_dead(b)
+    wait_for(
+        lambda: placement_group_table(group)["state"] == "CREATED"
+        and b not in placement_group_table(group)["bundles_to_node_id"].values(),
+        30,
+        lambda: str(placement_group_table(group)),
+    )
+    assert group.wait(10)

@@ -291,3 +291,56 @@ def _worker_pids_of(manager_pid: int) -> list:
     import psutil
 
     return [p.pid for p in psutil.Process(manager_pid).children(recursive=True) if "worker" in p.name()]
+
+
+def _group_nodes(group) -> list:
+    from shoal.util.placement_group import placement_group_table
+
+    table = placement_group_table(group)
+    return [table["bundles_to_node_id"][index] for index in sorted(table["bundles_to_node_id"])]
+
+
+def test_placement_groups_spread_and_pack_across_nodes(cluster):
+    from shoal.util.placement_group import placement_group, remove_placement_group
+    from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    strict = placement_group([{"CPU": 1}] * 3, strategy="STRICT_SPREAD")
+    assert strict.wait(30)
+    assert len(set(_group_nodes(strict))) == 3
+    in_bundles = [
+        node_of.options(scheduling_strategy=PlacementGroupSchedulingStrategy(strict, index)).remote() for index in range(3)
+    ]
+    assert shoal.get(in_bundles, timeout=60) == _group_nodes(strict)
+    # Every CPU is in the group now: a fourth STRICT_SPREAD bundle has no node.
+    too_many = placement_group([{"CPU": 0.1}] * 4, strategy="STRICT_SPREAD")
+    assert not too_many.wait(2)
+    remove_placement_group(too_many)
+    remove_placement_group(strict)
+    wait_for(lambda: shoal.available_resources().get("CPU") == 3, 10, lambda: str(shoal.available_resources()))
+
+    spread = placement_group([{"CPU": 0.5}] * 3, strategy="SPREAD")
+    assert spread.wait(30) and len(set(_group_nodes(spread))) == 3
+    packed = placement_group([{"CPU": 0.25}] * 2, strategy="STRICT_PACK")
+    assert packed.wait(30) and len(set(_group_nodes(packed))) == 1
+    # PACK puts bundles together when a node has room, and across nodes when none does.
+    wide = placement_group([{"CPU": 0.5}, {"CPU": 0.5}], strategy="PACK")
+    assert wide.wait(30) and len(set(_group_nodes(wide))) == 2
+    for group in (spread, packed, wide):
+        remove_placement_group(group)
+    wait_for(lambda: shoal.available_resources().get("CPU") == 3, 10, lambda: str(shoal.available_resources()))
+
+
+def test_an_actor_in_a_bundle_on_another_node(cluster):
+    from shoal.util.placement_group import placement_group, remove_placement_group
+    from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([{"CPU": 1, "node_b": 1}], strategy="PACK")
+    assert group.wait(30)
+    assert _group_nodes(group) == [_node_with("node_b")]
+    counter = Counter.options(
+        num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)
+    ).remote()
+    assert shoal.get(counter.where.remote(), timeout=60) == _node_with("node_b")
+    remove_placement_group(group)
+    with pytest.raises(shoal.exceptions.ActorDiedError, match="placement group"):
+        shoal.get(counter.where.remote(), timeout=30)
