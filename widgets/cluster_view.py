@@ -66,6 +66,9 @@ def _node_usage(row: dict) -> NodeUsage:
 def summarize(snapshot: dict | None, node_rows: list[dict]) -> ClusterSummary:
     """Combine an event snapshot (newest for its node) with node rows from `list_nodes`."""
     rows = {str(row.get("node_id")): dict(row) for row in node_rows}
+    for row in (snapshot or {}).get("nodes") or ():  # a cluster's head sends every node's usage
+        rows[str(row.get("node_id"))] = dict(row)
+    rows = {node_id: row for node_id, row in rows.items() if row.get("state", "ALIVE") == "ALIVE"}
     if snapshot is not None:
         node_id = str(snapshot.get("node_id"))
         rows[node_id] = {**rows.get(node_id, {"node_id": node_id}), **snapshot}

@@ -71,7 +71,11 @@ class ClusterPeers:
             protocol.ReleaseObjects: self._on_release_objects,
             protocol.CancelTask: lambda node, m: self._cancel(m.task_id, m.force, m.recursive),
             protocol.PublishLogs: lambda node, m: self._on_logs(node, m),
+            protocol.StateQuery: self._on_peer_state_query,
+            protocol.StateReply: self._on_peer_state_reply,
         }
+        self.state_queries: dict[int, dict] = {}
+        self._state_query_ids = 0
 
     def _self_info(self) -> NodeInfo:
         return NodeInfo(
@@ -217,6 +221,7 @@ class ClusterPeers:
         info.available = dict(message.available)
         info.object_store_used_bytes = message.object_store_used_bytes
         info.num_workers = message.num_workers
+        info.extra["counts"] = message.counts or {}
         info.last_seen = time.monotonic()
 
     def _broadcast_table(self) -> None:
@@ -226,6 +231,8 @@ class ClusterPeers:
             self._send_peer(info.node_id, protocol.NodeTable(rows))
 
     def _cluster_housekeeping(self, now: float) -> None:
+        if self.state_queries:
+            self._expire_state_queries(now)
         if self.is_head:
             for info in self.cluster.peers():
                 if now - info.last_seen > self.config.node_timeout_s:
@@ -240,8 +247,49 @@ class ClusterPeers:
             return
         self._send_peer(self.cluster_head_id(), protocol.NodeHeartbeat(
             self.node_id, dict(self.scheduler.total), dict(self.scheduler.available), self.store.used_bytes,
-            len(self.worker_pids),
+            len(self.worker_pids), self.local_counts(),
         ))
+
+    # -- state API across nodes -----------------------------------------------------------
+
+    def gather_state(self, client_id: bytes, message: protocol.StateQuery, rows: list) -> None:
+        """Ask every other node for its rows; answer the client when all have (or in 2 s)."""
+        self._state_query_ids += 1
+        peers = [info.node_id for info in self.cluster.peers()]
+        self.state_queries[self._state_query_ids] = {
+            "client": client_id, "request": message.request_id, "kind": message.kind, "rows": list(rows),
+            "waiting": set(peers), "deadline": time.monotonic() + 2.0,
+        }
+        for node in peers:
+            self._send_peer(node, protocol.StateQuery(self._state_query_ids, message.kind))
+
+    def _on_peer_state_query(self, node_id: bytes, message: protocol.StateQuery) -> None:
+        from . import state_view
+
+        builder = state_view.BUILDERS.get(message.kind)
+        self._send_peer(node_id, protocol.StateReply(message.request_id, builder(self) if builder is not None else []))
+
+    def _on_peer_state_reply(self, node_id: bytes, message: protocol.StateReply) -> None:
+        query = self.state_queries.get(message.request_id)
+        if query is None:
+            return
+        query["rows"].extend(message.rows)
+        query["waiting"].discard(node_id)
+        if not query["waiting"]:
+            self._answer_state_query(message.request_id)
+
+    def _answer_state_query(self, query_id: int) -> None:
+        from . import state_view
+
+        query = self.state_queries.pop(query_id)
+        if query["client"] in self.clients:
+            rows = state_view.merge_rows(query["kind"], query["rows"])
+            self._send(query["client"], protocol.StateReply(query["request"], rows))
+
+    def _expire_state_queries(self, now: float) -> None:
+        for query_id, query in list(self.state_queries.items()):
+            if now >= query["deadline"] or not any(self.cluster.is_alive(n) for n in query["waiting"]):
+                self._answer_state_query(query_id)
 
     def cluster_head_id(self) -> bytes | None:
         for info in self.cluster.nodes.values():

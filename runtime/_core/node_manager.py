@@ -352,20 +352,36 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             except zmq.ZMQError as exc:
                 logger.warning("could not send to %s: %s", client_id.hex(), exc)
 
-    def _publish_snapshot(self) -> None:
-        """The event stream: one small aggregate per tick, whatever the task rate."""
-        self.snapshot_sequence += 1
+    def local_counts(self) -> dict:
+        """Tasks and actors of this node by state (tasks run elsewhere count where they run)."""
         tasks_by_state: dict = {"FINISHED": self.finished_count, "FAILED": self.failed_count}
         for record in self.tasks.values():
+            if record.node is not None:
+                continue
             state = state_view.live_state(record.state)
             tasks_by_state[state] = tasks_by_state.get(state, 0) + 1
         actors_by_state: dict = {}
         for actor in self.actors.actors.values():
-            actors_by_state[actor.state] = actors_by_state.get(actor.state, 0) + 1
+            if actor.node is None:
+                actors_by_state[actor.state] = actors_by_state.get(actor.state, 0) + 1
+        return {"tasks": tasks_by_state, "actors": actors_by_state}
+
+    def _publish_snapshot(self) -> None:
+        """The event stream: one small aggregate per tick, whatever the task rate."""
+        self.snapshot_sequence += 1
+        counts = self.local_counts()
+        nodes = None
+        if self.is_head and len(self.cluster.nodes) > 1:
+            # The head speaks for the cluster: every node's usage and summed counts.
+            nodes = state_view.node_rows(self)
+            for info in self.cluster.peers():
+                for kind, by_state in (info.extra.get("counts") or {}).items():
+                    for state, count in by_state.items():
+                        counts[kind][state] = counts[kind].get(state, 0) + count
         snapshot = protocol.ClusterSnapshot(
             self.snapshot_sequence, time.time(), self.node_id.hex(), self.scheduler.total_dict(),
             self.scheduler.available_dict(), self.store.used_bytes, self.store.capacity_bytes,
-            tasks_by_state, actors_by_state, len(self.worker_pids),
+            counts["tasks"], counts["actors"], len(self.worker_pids), nodes,
         )
         try:
             self.events.send(protocol.encode(snapshot), zmq.NOBLOCK)
@@ -667,6 +683,9 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
     def _on_state_query(self, client_id: bytes, message: protocol.StateQuery) -> None:
         builder = state_view.BUILDERS.get(message.kind)
         rows = builder(self) if builder is not None else []
+        if message.kind != "nodes" and self.cluster.peers():
+            self.gather_state(client_id, message, rows)  # every node's rows, merged
+            return
         self._send(client_id, protocol.StateReply(message.request_id, rows))
 
     def _on_list_actors(self, client_id: bytes, message: protocol.ListActors) -> None:

@@ -396,6 +396,7 @@ class ClusterSnapshot:
     tasks_by_state: dict  # live tasks by state, plus FINISHED/FAILED counts since start
     actors_by_state: dict
     num_workers: int
+    nodes: list | None = None  # from the head of a cluster: every node's usage (state API rows)
 
 
 @record(50)
@@ -449,6 +450,7 @@ class NodeHeartbeat:
     available: dict
     object_store_used_bytes: int
     num_workers: int
+    counts: dict | None = None  # {"tasks": {state: n}, "actors": {state: n}} for the event stream
 
 
 @record(72)

@@ -59,6 +59,8 @@ def object_rows(service) -> list[dict]:
             where, size = "PENDING", 0
         elif value.data is not None:
             where, size = "INLINE", len(value.data)
+        elif entry.object_id in service.remote_objects:
+            where, size = "REMOTE", value.shm_size
         elif entry.spill_path:
             where, size = "SPILLED", value.shm_size
         else:
@@ -145,8 +147,35 @@ def task_rows(service) -> list[dict]:
     pids.update(service.exited_worker_pids)
     rows = [task_row(*summary, node_id, pids) for summary in service.finished_tasks]
     for record in service.tasks.values():
-        rows.append(task_row(record.spec, record.worker_id, record.started_wall, None, record.state, None, node_id, pids))
+        where = record.node.hex() if record.node is not None else node_id
+        rows.append(task_row(record.spec, record.worker_id, record.started_wall, None, record.state, None, where, pids))
     return rows
+
+
+_MERGE_KEYS = {
+    "tasks": lambda row: (row["task_id"], row["attempt_number"]),
+    "actors": lambda row: row["actor_id"],
+    "objects": lambda row: row["object_id"],
+}
+
+
+def _detail(row: dict) -> int:
+    """How much a row knows: the node running a task or actor has its worker and pid."""
+    return sum(1 for key in ("worker_id", "pid", "worker_pid") if row.get(key)) + (row.get("location") not in (None, "PENDING"))
+
+
+def merge_rows(kind: str, rows: list[dict]) -> list[dict]:
+    """One row per task, actor or object when several nodes report it (owner and host)."""
+    key_of = _MERGE_KEYS.get(kind)
+    if key_of is None:
+        return rows
+    merged: dict = {}
+    for row in rows:
+        key = key_of(row)
+        known = merged.get(key)
+        if known is None or _detail(row) > _detail(known):
+            merged[key] = row
+    return list(merged.values())
 
 
 BUILDERS = {

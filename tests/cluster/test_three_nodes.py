@@ -344,3 +344,33 @@ def test_an_actor_in_a_bundle_on_another_node(cluster):
     remove_placement_group(group)
     with pytest.raises(shoal.exceptions.ActorDiedError, match="placement group"):
         shoal.get(counter.where.remote(), timeout=30)
+
+
+def test_state_api_lists_tasks_actors_and_workers_of_every_node(cluster):
+    from shoal.util import state
+
+    counter = Counter.options(resources={"node_a": 1}, name="listed-counter").remote()
+    shoal.get(counter.add.remote(), timeout=30)
+    ref = slow_node_of.options(resources={"node_b": 1}, name="listed-task").remote(0.1)
+    shoal.get(ref, timeout=30)
+    tasks = [t for t in state.list_tasks(limit=10_000) if t["name"] == "listed-task"]
+    assert len(tasks) == 1 and tasks[0]["node_id"] == _node_with("node_b") and tasks[0]["worker_pid"]
+    actors = [a for a in state.list_actors() if a["name"] == "listed-counter"]
+    assert len(actors) == 1 and actors[0]["node_id"] == _node_with("node_a") and actors[0]["pid"]
+    assert {w["node_id"] for w in state.list_workers()} == {n["NodeID"] for n in shoal.nodes()}
+    assert state.summarize_actors()["cluster"]["total_actors"] >= 1
+    shoal.kill(counter)
+
+
+def test_the_event_stream_carries_every_node(cluster):
+    from shoal.util.state import ClusterEvents
+
+    events = ClusterEvents()
+    try:
+        snapshot = wait_for(lambda: events.next(timeout_s=2.0), 10)
+        snapshot = wait_for(lambda: (s := events.next(timeout_s=2.0)) and s.get("nodes") and s, 10)
+    finally:
+        events.close()
+    assert {row["node_id"] for row in snapshot["nodes"]} == {n["NodeID"] for n in shoal.nodes()}
+    assert all(row["resources_total"]["CPU"] == 1 for row in snapshot["nodes"] if row["state"] == "ALIVE")
+    assert snapshot["tasks_by_state"]["FINISHED"] > 0

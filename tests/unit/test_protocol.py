@@ -156,7 +156,7 @@ SAMPLES = [
     ClusterSnapshot(7, 1.5e9, "ab" * 16, {"CPU": 2.0}, {"CPU": 1.0}, 10, 100, {"RUNNING": 1, "FINISHED": 9}, {"ALIVE": 2}, 3),
     StateReply(6, [{"task_id": "ab", "state": "FINISHED", "worker_pid": None}]),
     protocol.RegisterNode(b"\x0d" * 16, "tcp://127.0.0.1:7000", "127.0.0.1", {"CPU": 4.0, "big_mem": 1.0}, 1 << 30),
-    protocol.NodeHeartbeat(b"\x0d" * 16, {"CPU": 4000}, {"CPU": 3000}, 1024, 2),
+    protocol.NodeHeartbeat(b"\x0d" * 16, {"CPU": 4000}, {"CPU": 3000}, 1024, 2, {"tasks": {"RUNNING": 1}, "actors": {}}),
     protocol.NodeTable([{"node_id": b"\x0d" * 16, "endpoint": "tcp://127.0.0.1:7000", "alive": True}]),
     protocol.ForwardTasks([_task_spec()], {b"\x0e" * 16: b"payload"}),
     protocol.ForwardedDone([TaskResult(TASK_ID, [_INLINE, _IN_ARENA])]),
