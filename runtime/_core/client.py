@@ -44,6 +44,7 @@ _REPLIES = (
 
 
 _REFUSED = object()
+KEEPALIVE_INTERVAL_S = 1.0  # clients connected over TCP say they are alive this often
 
 
 class _Reply:
@@ -258,9 +259,14 @@ class CoreClient:
         poller.register(self._wake_fd, zmq.POLLIN)
         # Registering on the receive socket tells the node manager where replies go.
         self.socket.send(protocol.encode(protocol.RegisterClient(self.client_id, os.getpid(), self.kind, self.namespace)))
+        keepalive_at = time.monotonic() + KEEPALIVE_INTERVAL_S
         try:
             while not self._closing:
                 events = dict(poller.poll(50))
+                if self.remote and time.monotonic() >= keepalive_at:
+                    # Over TCP the node manager cannot see this process die: it hears from us.
+                    keepalive_at = time.monotonic() + KEEPALIVE_INTERVAL_S
+                    self.send(protocol.UpdateReferences({}, [], []))
                 if self._wake_fd in events:
                     try:
                         os.eventfd_read(self._wake_fd)

@@ -73,6 +73,7 @@ class ClientRecord:
     functions_seen: set = field(default_factory=set)
     started_at: float = 0.0
     remote: bool = False  # connected over TCP: no access to this node's shared memory
+    last_seen: float = 0.0  # remote clients: when we last heard from it
 
 
 class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors, GroupPlacement):
@@ -309,6 +310,9 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                     self._on_peer_frames(client_id, frames[1:])
                     continue
                 self.remote_senders.add(client_id)
+                client = self.clients.get(client_id)
+                if client is not None:
+                    client.last_seen = time.monotonic()
             for frame in frames[1:]:
                 try:
                     message = protocol.decode(frame)
@@ -401,7 +405,13 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             self.running = False
             return
         for client_id, record in list(self.clients.items()):
-            if record.kind == "driver" and not record.remote and not lifecycle.pid_alive(record.pid):
+            if record.kind != "driver":
+                continue
+            if record.remote:
+                if now - record.last_seen > self.config.node_timeout_s:
+                    logger.warning("driver %s (pid %s over TCP) went silent: dropping it", client_id.hex(), record.pid)
+                    self._client_gone(client_id)
+            elif not lifecycle.pid_alive(record.pid):
                 self._client_gone(client_id)
         if self.parked or self.parked_deliveries:
             self._retry_parked(now)
@@ -474,7 +484,9 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         if remote and message.kind != "driver":
             logger.warning("refusing a %s registering over TCP: only drivers may connect remotely", message.kind)
             return
-        self.clients[client_id] = ClientRecord(client_id, message.kind, message.pid, started_at=time.time(), remote=remote)
+        self.clients[client_id] = ClientRecord(
+            client_id, message.kind, message.pid, started_at=time.time(), remote=remote, last_seen=time.monotonic()
+        )
         self._send(
             client_id,
             protocol.RegisterClientReply(

@@ -374,3 +374,39 @@ def test_the_event_stream_carries_every_node(cluster):
     assert {row["node_id"] for row in snapshot["nodes"]} == {n["NodeID"] for n in shoal.nodes()}
     assert all(row["resources_total"]["CPU"] == 1 for row in snapshot["nodes"] if row["state"] == "ALIVE")
     assert snapshot["tasks_by_state"]["FINISHED"] > 0
+
+
+def test_a_driver_over_tcp_that_dies_is_dropped_with_its_actors(cluster):
+    import re
+    import signal
+
+    from shoal.util import state
+
+    token = re.search(r"token: (\S+)", cluster.nodes[0].output).group(1)
+    source = f"""
+import sys, time, shoal
+shoal.init(address="{cluster.address}", namespace="over-tcp")
+@shoal.remote
+class Orphan:
+    def ping(self):
+        return "pong"
+orphan = Orphan.options(name="orphan", resources={{"node_a": 0.1}}).remote()
+print(shoal.get(orphan.ping.remote()), flush=True)
+time.sleep(60)
+"""
+    env = dict(os.environ, SHOAL_TOKEN=token)
+    driver = subprocess.Popen([sys.executable, "-c", source], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert driver.stdout.readline().strip() == "pong"
+        assert shoal.get_actor("orphan", namespace="over-tcp") is not None
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=10)
+        wait_for(
+            lambda: any(a["name"] == "orphan" and a["state"] == "DEAD" for a in state.list_actors()),
+            30,
+            lambda: str([a for a in state.list_actors() if a["name"] == "orphan"]),
+        )
+    finally:
+        driver.kill()
+        driver.wait()
+        driver.stdout.close()
