@@ -86,6 +86,7 @@ class ActorManager:
                     self._reply(client_id, reply, None, "exists")
                 return
             self.named[key] = spec.actor_id
+            self.service.announce_name(spec, alive=True)
         self.admit(spec, spec.max_restarts, 0, None)
         if reply:
             self._reply(client_id, reply, spec.actor_id, None)
@@ -346,6 +347,7 @@ class ActorManager:
                 self.service._finish_with_values(task, [record.death_value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
         if record.spec.name and self.named.get((record.spec.namespace, record.spec.name)) == record.spec.actor_id:
             del self.named[(record.spec.namespace, record.spec.name)]
+            self.service.announce_name(record.spec, alive=False)
         creation = record.spec.creation
         if self.creation_tasks.pop(creation.task_id, None) is not None:
             self.service.objects.forget_task(creation.task_id)

@@ -37,7 +37,9 @@ class ClusterActors:
             protocol.KillActor: lambda node, message: self._kill_actor(message),
             protocol.GetActor: self._on_peer_get_actor,
             protocol.ActorReply: self._on_peer_actor_reply,
+            protocol.RegisterActorName: self._on_register_actor_name,
         })
+        self.remote_names: dict[tuple, tuple] = {}  # head: (namespace, name) -> (actor id, handle meta)
 
     # -- placement (the owner) ------------------------------------------------------------
 
@@ -222,10 +224,32 @@ class ClusterActors:
         if self.cluster.is_alive(record.node):
             self._send_peer(record.node, protocol.KillActor(record.spec.actor_id, no_restart))
 
-    def lookup_name_at_head(self, client_id: bytes, message: protocol.GetActor) -> bool:
-        """A name this node does not know: ask the head (names live where actors were made)."""
+    def announce_name(self, spec, alive: bool) -> None:
+        """Named actors owned by other nodes are registered with the head, for lookups."""
         head = self.cluster_head_id()
         if self.is_head or head is None or not self.cluster.is_alive(head):
+            return
+        self._send_peer(head, protocol.RegisterActorName(
+            spec.namespace, spec.name, spec.actor_id if alive else None, spec.handle_meta if alive else None
+        ))
+
+    def _on_register_actor_name(self, node_id: bytes, message: protocol.RegisterActorName) -> None:
+        key = (message.namespace, message.name)
+        if message.actor_id is not None:
+            self.remote_names[key] = (message.actor_id, message.handle_meta)
+        elif key in self.remote_names:
+            del self.remote_names[key]
+
+    def lookup_name_at_head(self, client_id: bytes, message: protocol.GetActor) -> bool:
+        """A name this node does not know: ask the head (it knows every node's named actors)."""
+        if self.is_head:
+            found = self.remote_names.get((message.namespace, message.name))
+            if found is None:
+                return False
+            self._send(client_id, protocol.ActorReply(message.request_id, found[0], found[1], None))
+            return True
+        head = self.cluster_head_id()
+        if head is None or not self.cluster.is_alive(head):
             return False
         self._lookup_ids += 1
         self.name_lookups[self._lookup_ids] = (client_id, message.request_id)
@@ -235,10 +259,14 @@ class ClusterActors:
     def _on_peer_get_actor(self, node_id: bytes, message: protocol.GetActor) -> None:
         actor_id = self.actors.named.get((message.namespace, message.name))
         record = self.actors.actors.get(actor_id) if actor_id is not None else None
-        if record is None or record.state == "DEAD":
-            self._send_peer(node_id, protocol.ActorReply(message.request_id, None, None, "missing"))
-        else:
+        if record is not None and record.state != "DEAD":
             self._send_peer(node_id, protocol.ActorReply(message.request_id, actor_id, record.spec.handle_meta, None))
+            return
+        found = self.remote_names.get((message.namespace, message.name))
+        if found is not None:
+            self._send_peer(node_id, protocol.ActorReply(message.request_id, found[0], found[1], None))
+        else:
+            self._send_peer(node_id, protocol.ActorReply(message.request_id, None, None, "missing"))
 
     def _on_peer_actor_reply(self, node_id: bytes, message: protocol.ActorReply) -> None:
         asker = self.name_lookups.pop(message.request_id, None)

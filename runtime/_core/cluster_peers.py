@@ -71,6 +71,7 @@ class ClusterPeers:
             protocol.ReleaseObjects: self._on_release_objects,
             protocol.CancelTask: lambda node, m: self._cancel(m.task_id, m.force, m.recursive),
             protocol.PublishLogs: lambda node, m: self._on_logs(node, m),
+            protocol.Disconnect: self._on_peer_leaving,
             protocol.StateQuery: self._on_peer_state_query,
             protocol.StateReply: self._on_peer_state_reply,
         }
@@ -129,8 +130,9 @@ class ClusterPeers:
         return socket
 
     def _close_peers(self) -> None:
+        # A moment of linger lets the goodbye (and anything queued with it) go out.
         for socket in self.peer_sockets.values():
-            socket.close(linger=0)
+            socket.close(linger=500)
         if self.head_socket is not None and self.head_socket not in self.peer_sockets.values():
             self.head_socket.close(linger=0)
 
@@ -316,6 +318,21 @@ class ClusterPeers:
         for node in [n.node_id for n in self.cluster.alive() if n.node_id not in seen]:
             self._node_died(node)
         self._tables_changed()
+
+    def _say_goodbye(self) -> None:
+        """Stopping on purpose: the head forgets this node now; a stopping head stops the rest."""
+        for info in self.cluster.peers():
+            if self.is_head or info.is_head:
+                self._send_peer(info.node_id, protocol.Disconnect("node stopping"))
+
+    def _on_peer_leaving(self, node_id: bytes, message: protocol.Disconnect) -> None:
+        info = self.cluster.nodes.get(node_id)
+        if info is not None and info.is_head and not self.is_head:
+            logger.info("the head is stopping; stopping this node")
+            self.running = False
+            return
+        logger.info("node %s is leaving the cluster", node_id.hex())
+        self._node_died(node_id)
 
     def _tables_changed(self) -> None:
         self.tag_nodes = {info.node_id[:NODE_TAG_BYTES]: info.node_id for info in self.cluster.nodes.values()}

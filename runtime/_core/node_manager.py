@@ -247,6 +247,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         for client_id, record in list(self.clients.items()):
             if record.kind == "driver":
                 self._send(client_id, protocol.ShuttingDown("node manager stopped"))
+        self._say_goodbye()
         self._flush()
         for pid in list(self.pid_workers):
             lifecycle.kill_quietly(pid)

@@ -566,3 +566,13 @@ class BundlesReserved:
 @record(86)
 class ReleaseBundles:
     placement_group_id: bytes
+
+
+@record(87)
+class RegisterActorName:
+    """A node -> the head: a named actor it owns appeared (actor_id) or died (None)."""
+
+    namespace: str
+    name: str
+    actor_id: bytes | None
+    handle_meta: bytes | None

@@ -201,3 +201,17 @@ def test_a_placement_group_with_bundles_on_a_dead_node_is_placed_again(cluster):
         lambda: str(placement_group_table(group)),
     )
     assert group.wait(10)
+
+
+def test_a_node_that_stops_leaves_and_a_stopping_head_stops_the_rest(cluster):
+    import signal
+
+    a = _node_with("node_a")
+    cluster.node_a.process.send_signal(signal.SIGTERM)
+    assert cluster.node_a.process.wait(timeout=30) == 0
+    _wait_dead(a)
+    head, _, b = cluster.nodes
+    head.process.send_signal(signal.SIGTERM)
+    assert head.process.wait(timeout=30) == 0
+    cluster.node_b.process.wait(timeout=NODE_TIMEOUT_S * 10)
+    assert not _pid_alive(cluster.node_b.manager_pid)

@@ -410,3 +410,22 @@ time.sleep(60)
         driver.kill()
         driver.wait()
         driver.stdout.close()
+
+
+def test_a_named_actor_made_on_another_node_is_found_by_name(cluster):
+    @shoal.remote(resources={"node_a": 1})
+    def make_named():
+        Counter.options(name="made-on-a", namespace="shared-ns", lifetime="detached", num_cpus=0).remote(7)
+        return shoal.get_runtime_context().get_node_id()
+
+    assert shoal.get(make_named.remote(), timeout=60) == _node_with("node_a")
+    handle = wait_for(lambda: _lookup("made-on-a", "shared-ns"), 10)
+    assert shoal.get(handle.add.remote(), timeout=30) == 8
+    shoal.kill(handle)
+
+
+def _lookup(name: str, namespace: str):
+    try:
+        return shoal.get_actor(name, namespace=namespace)
+    except ValueError:
+        return None

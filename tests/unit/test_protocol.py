@@ -174,6 +174,8 @@ SAMPLES = [
     protocol.ReserveBundles(b"\x0c" * 16, [0, 2], [{"CPU": 1.0}, {"GPU": 1.0}]),
     protocol.BundlesReserved(b"\x0c" * 16, True),
     protocol.ReleaseBundles(b"\x0c" * 16),
+    protocol.RegisterActorName("ns", "counter", b"\x0b" * 16, b"meta"),
+    protocol.RegisterActorName("ns", "counter", None, None),
 ]
 
 
