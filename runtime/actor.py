@@ -8,7 +8,6 @@ is stopped when the last handle anywhere in the cluster is gone.
 from __future__ import annotations
 
 import inspect
-import os
 import pickle
 
 from . import api, exceptions, options as option_table

@@ -125,18 +125,27 @@ def start_node(
 
 
 def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
+    return read_until(process, "\n", timeout_s, "the shoal node manager did not start")
+
+
+def read_until(process: subprocess.Popen, marker: str, timeout_s: float, what: str = "no output") -> str:
+    """What a child prints on stdout up to `marker` (or until it exits).
+
+    Raises:
+        TimeoutError: `marker` did not come within `timeout_s`; the message starts with `what`.
+    """
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s
     data = b""
     try:
-        while b"\n" not in data:
+        while marker.encode() not in data:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"the shoal node manager did not start within {timeout_s} s")
+                raise TimeoutError(f"{what} within {timeout_s} s; output so far: {data.decode(errors='replace')!r}")
             if not selector.select(remaining):
                 continue
-            chunk = os.read(process.stdout.fileno(), 4096)
+            chunk = os.read(process.stdout.fileno(), 65536)
             if not chunk:
                 break
             data += chunk

@@ -212,20 +212,21 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
 
     def dump_state(self) -> None:
         """Write the task table, queues and workers to the log (kill -USR2 <pid>)."""
-        logger.info("state dump: %d tasks, %d queued, %d objects", len(self.tasks), self.scheduler.queued_count(), len(self.objects.entries))
-        for record in self.tasks.values():
-            missing = self.objects.task_missing.get(record.spec.task_id)
-            logger.info(
-                "  task %s %s %s worker=%s missing=%s args=%s",
-                record.spec.task_id.hex(), record.spec.function_name, record.state,
-                record.worker_id.hex() if record.worker_id else None, missing,
-                [(a.hex(), bool(self.objects.get(a) and self.objects.get(a).ready)) for a in record.spec.arg_refs],
-            )
-        for slot in self.scheduler.workers.values():
-            logger.info("  worker %s grant=%s assigned=%d blocked=%s", slot.worker_id.hex(), slot.grant, len(slot.assigned), slot.blocked)
-        for entry in self.objects.entries.values():
-            logger.info("  object %s ready=%s arena=%s refs=%s holds=%s pins=%s", entry.object_id.hex(), entry.ready, entry.in_arena, entry.refs, entry.holds, entry.pins)
-        logger.info("  available=%s queues=%s", self.scheduler.available, {k: len(v) for k, v in self.scheduler.queues.items()})
+        state_view.dump(self, logger)
+
+    def local_counts(self) -> dict:
+        return state_view.local_counts(self)
+
+    def _publish_snapshot(self) -> None:
+        """The event stream: one small aggregate per tick, whatever the task rate."""
+        self.snapshot_sequence += 1
+        try:
+            self.events.send(protocol.encode(state_view.snapshot(self)), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def _on_cluster_info(self, client_id: bytes, message: protocol.ClusterInfoRequest) -> None:
+        self._send(client_id, state_view.cluster_info(self, message.request_id))
 
     def _restart_template(self) -> None:
         from .template import TemplateHandle
@@ -356,42 +357,6 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 router.send_multipart(frames, zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 logger.warning("could not send to %s: %s", client_id.hex(), exc)
-
-    def local_counts(self) -> dict:
-        """Tasks and actors of this node by state (tasks run elsewhere count where they run)."""
-        tasks_by_state: dict = {"FINISHED": self.finished_count, "FAILED": self.failed_count}
-        for record in self.tasks.values():
-            if record.node is not None:
-                continue
-            state = state_view.live_state(record.state)
-            tasks_by_state[state] = tasks_by_state.get(state, 0) + 1
-        actors_by_state: dict = {}
-        for actor in self.actors.actors.values():
-            if actor.node is None:
-                actors_by_state[actor.state] = actors_by_state.get(actor.state, 0) + 1
-        return {"tasks": tasks_by_state, "actors": actors_by_state}
-
-    def _publish_snapshot(self) -> None:
-        """The event stream: one small aggregate per tick, whatever the task rate."""
-        self.snapshot_sequence += 1
-        counts = self.local_counts()
-        nodes = None
-        if self.is_head and len(self.cluster.nodes) > 1:
-            # The head speaks for the cluster: every node's usage and summed counts.
-            nodes = state_view.node_rows(self)
-            for info in self.cluster.peers():
-                for kind, by_state in (info.extra.get("counts") or {}).items():
-                    for state, count in by_state.items():
-                        counts[kind][state] = counts[kind].get(state, 0) + count
-        snapshot = protocol.ClusterSnapshot(
-            self.snapshot_sequence, time.time(), self.node_id.hex(), self.scheduler.total_dict(),
-            self.scheduler.available_dict(), self.store.used_bytes, self.store.capacity_bytes,
-            counts["tasks"], counts["actors"], len(self.worker_pids), nodes,
-        )
-        try:
-            self.events.send(protocol.encode(snapshot), zmq.NOBLOCK)
-        except zmq.Again:
-            pass
 
     def _housekeeping(self, now: float) -> None:
         self._publish_snapshot()
@@ -839,28 +804,6 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
 
     # -- objects ----------------------------------------------------------------------------
 
-    def _on_cluster_info(self, client_id: bytes, message: protocol.ClusterInfoRequest) -> None:
-        self.cluster.upsert(self._self_info())
-        nodes = []
-        total: dict = {}
-        available: dict = {}
-        for info in self.cluster.nodes.values():
-            node_total = {name: amount / 1000 for name, amount in info.total.items()}
-            node_total["object_store_memory"] = float(info.object_store_bytes)
-            nodes.append(info.ray_row(node_total))
-            if not info.alive:
-                continue
-            for name, amount in node_total.items():
-                total[name] = total.get(name, 0.0) + amount
-            node_available = {name: max(0, amount) / 1000 for name, amount in info.available.items()}
-            node_available["object_store_memory"] = float(info.object_store_bytes - info.object_store_used_bytes)
-            for name, amount in node_available.items():
-                available[name] = available.get(name, 0.0) + amount
-        workers = [
-            {"worker_id": wid.hex(), "pid": pid, "alive": True}
-            for wid, pid in self.worker_pids.items()
-        ]
-        self._send(client_id, protocol.ClusterInfoReply(message.request_id, nodes, total, available, workers))
 
 
 def main(options: dict, template, template_options: dict) -> None:

@@ -6,6 +6,11 @@ Ray's field names, so `shoal.util.state` can filter them and tools can print the
 
 from __future__ import annotations
 
+import time
+
+from . import protocol
+from .scheduling import UNIT
+
 
 _TASK_STATES = {
     "WAITING": "PENDING_ARGS_AVAIL",
@@ -187,3 +192,80 @@ BUILDERS = {
     "jobs": job_rows,
     "placement_groups": lambda service: service.placement_groups.rows(),
 }
+
+
+# -- reports: the event stream, cluster info, the USR2 dump ---------------------------------
+
+
+def local_counts(service) -> dict:
+    """Tasks and actors of this node by state (work sent to other nodes counts where it runs)."""
+    tasks_by_state: dict = {"FINISHED": service.finished_count, "FAILED": service.failed_count}
+    for record in service.tasks.values():
+        if record.node is None:
+            state = live_state(record.state)
+            tasks_by_state[state] = tasks_by_state.get(state, 0) + 1
+    actors_by_state: dict = {}
+    for actor in service.actors.actors.values():
+        if actor.node is None:
+            actors_by_state[actor.state] = actors_by_state.get(actor.state, 0) + 1
+    return {"tasks": tasks_by_state, "actors": actors_by_state}
+
+
+def snapshot(service) -> protocol.ClusterSnapshot:
+    """One event-stream tick. The head of a cluster speaks for all of it: every node's usage
+    and the task and actor counts the other nodes sent with their heartbeats."""
+    counts = local_counts(service)
+    nodes = None
+    if service.is_head and len(service.cluster.nodes) > 1:
+        nodes = node_rows(service)
+        for info in service.cluster.peers():
+            for kind, by_state in (info.extra.get("counts") or {}).items():
+                for state, count in by_state.items():
+                    counts[kind][state] = counts[kind].get(state, 0) + count
+    scheduler, store = service.scheduler, service.store
+    return protocol.ClusterSnapshot(
+        service.snapshot_sequence, time.time(), service.node_id.hex(), scheduler.total_dict(),
+        scheduler.available_dict(), store.used_bytes, store.capacity_bytes,
+        counts["tasks"], counts["actors"], len(service.worker_pids), nodes,
+    )
+
+
+def cluster_info(service, request_id: int) -> protocol.ClusterInfoReply:
+    """`shoal.nodes()`, `cluster_resources()` and `available_resources()` over live nodes."""
+    service.cluster.upsert(service._self_info())
+    nodes, total, available = [], {}, {}
+    for info in service.cluster.nodes.values():
+        node_total = {name: amount / UNIT for name, amount in info.total.items()}
+        node_total["object_store_memory"] = float(info.object_store_bytes)
+        nodes.append(info.ray_row(node_total))
+        if not info.alive:
+            continue
+        node_available = {name: max(0, amount) / UNIT for name, amount in info.available.items()}
+        node_available["object_store_memory"] = float(info.object_store_bytes - info.object_store_used_bytes)
+        for sums, values in ((total, node_total), (available, node_available)):
+            for name, amount in values.items():
+                sums[name] = sums.get(name, 0.0) + amount
+    workers = [{"worker_id": wid.hex(), "pid": pid, "alive": True} for wid, pid in service.worker_pids.items()]
+    return protocol.ClusterInfoReply(request_id, nodes, total, available, workers)
+
+
+def dump(service, log) -> None:
+    """The task table, workers, objects and queues, to the log (kill -USR2 <node manager>)."""
+    objects, scheduler = service.objects, service.scheduler
+    log.info("state dump: %d tasks, %d queued, %d objects", len(service.tasks), scheduler.queued_count(), len(objects.entries))
+    for record in service.tasks.values():
+        log.info(
+            "  task %s %s %s worker=%s node=%s missing=%s args=%s",
+            record.spec.task_id.hex(), record.spec.function_name, record.state,
+            record.worker_id.hex() if record.worker_id else None, record.node.hex() if record.node else None,
+            objects.task_missing.get(record.spec.task_id),
+            [(a.hex(), bool(objects.get(a) and objects.get(a).ready)) for a in record.spec.arg_refs],
+        )
+    for slot in scheduler.workers.values():
+        log.info("  worker %s grant=%s assigned=%d blocked=%s", slot.worker_id.hex(), slot.grant, len(slot.assigned), slot.blocked)
+    for entry in objects.entries.values():
+        log.info(
+            "  object %s ready=%s arena=%s remote=%s refs=%s holds=%s pins=%s", entry.object_id.hex(), entry.ready,
+            entry.in_arena, service.remote_objects.get(entry.object_id, b"").hex(), entry.refs, entry.holds, entry.pins,
+        )
+    log.info("  available=%s queues=%s", scheduler.available, {k: len(v) for k, v in scheduler.queues.items()})

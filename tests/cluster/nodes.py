@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
+
+from shoal._core.node_launcher import read_until
 
 STORE_BYTES = 600 * 1024 * 1024
 NODE_TIMEOUT_S = 2.0
@@ -41,27 +41,6 @@ class Node:
         return self.process.poll() is None
 
 
-def _read_until(process: subprocess.Popen, marker: str, timeout_s: float) -> str:
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout_s
-    text = ""
-    try:
-        while marker not in text:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"node did not print {marker!r} within {timeout_s} s; output so far:\n{text}")
-            if not selector.select(remaining):
-                continue
-            chunk = os.read(process.stdout.fileno(), 65536)
-            if not chunk:
-                raise RuntimeError(f"node exited ({process.wait()}) before printing {marker!r}:\n{text}")
-            text += chunk.decode(errors="replace")
-    finally:
-        selector.close()
-    return text
-
-
 class LocalCluster:
     def __init__(self, env: dict | None = None):
         self.env = dict(os.environ)
@@ -79,7 +58,9 @@ class LocalCluster:
                    str(STORE_BYTES), "--resources", json.dumps(resources), "--block", *args]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
         try:
-            output = _read_until(process, "Stop it with", 60)
+            output = read_until(process, "Stop it with", 60, "the node did not start")
+            if "Stop it with" not in output:
+                raise RuntimeError(f"the node exited ({process.wait()}) before it started:\n{output}")
         except BaseException:
             process.kill()
             process.wait()
