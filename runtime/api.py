@@ -198,7 +198,8 @@ def init(
             endpoint = head.endpoint
         else:
             if address == "auto" or address.startswith("ipc://") is False and ":" not in address:
-                found = node_launcher.read_address()
+                # The head if it runs here, else a node of a cluster this machine joined.
+                found = node_launcher.read_address() or next(iter(node_launcher.read_members()), None)
                 if found is None:
                     raise ConnectionError(
                         "Could not find a running shoal cluster on this machine. Start one with "

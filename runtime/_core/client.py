@@ -26,7 +26,7 @@ from typing import Callable
 
 import zmq
 
-from . import protocol
+from . import config, lifecycle, protocol
 from .local_objects import LocalObjects
 from .ids import TaskIDFactory
 from .protocol import TaskResult, TaskSpec
@@ -86,6 +86,8 @@ class CoreClient:
         self._closed = False
         self._thread: threading.Thread | None = None
         self.disconnected_reason: str | None = None
+        self._last_heard = time.monotonic()
+        self._node_timeout_s = config.load_config().node_timeout_s
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -259,14 +261,13 @@ class CoreClient:
         poller.register(self._wake_fd, zmq.POLLIN)
         # Registering on the receive socket tells the node manager where replies go.
         self.socket.send(protocol.encode(protocol.RegisterClient(self.client_id, os.getpid(), self.kind, self.namespace)))
-        keepalive_at = time.monotonic() + KEEPALIVE_INTERVAL_S
+        check_at = time.monotonic() + KEEPALIVE_INTERVAL_S
         try:
             while not self._closing:
                 events = dict(poller.poll(50))
-                if self.remote and time.monotonic() >= keepalive_at:
-                    # Over TCP the node manager cannot see this process die: it hears from us.
-                    keepalive_at = time.monotonic() + KEEPALIVE_INTERVAL_S
-                    self.send(protocol.UpdateReferences({}, [], []))
+                if time.monotonic() >= check_at:
+                    check_at = time.monotonic() + KEEPALIVE_INTERVAL_S
+                    self._check_node_manager()
                 if self._wake_fd in events:
                     try:
                         os.eventfd_read(self._wake_fd)
@@ -286,12 +287,31 @@ class CoreClient:
             except Exception:
                 pass
 
+    def _check_node_manager(self) -> None:
+        """Notice a node manager that died without a word, rather than wait on it forever."""
+        if self.node_info is None or self.objects.closed_reason is not None:
+            return
+        if self.remote:
+            # Over TCP neither side can see the other die: each says it is alive.
+            self.send(protocol.Keepalive())
+            silent = time.monotonic() - self._last_heard
+            if silent > self._node_timeout_s:
+                self._lost(f"no word from the shoal cluster at {self.endpoint} for {silent:.0f} s")
+        elif self.node_info.node_manager_pid and not lifecycle.pid_alive(self.node_info.node_manager_pid):
+            self._lost(f"the shoal node manager (pid {self.node_info.node_manager_pid}) died")
+
+    def _lost(self, reason: str) -> None:
+        self.disconnected_reason = reason
+        self.objects.close(reason)
+        self.inbox.put(None)
+
     def _receive(self) -> None:
         for _ in range(1000):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            self._last_heard = time.monotonic()
             for frame in frames:
                 try:
                     message = protocol.decode(frame)

@@ -140,6 +140,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             protocol.PublishLogs: self._on_logs,
             protocol.ClusterInfoRequest: self._on_cluster_info,
             protocol.Disconnect: self._on_disconnect,
+            protocol.Keepalive: lambda client_id, message: None,  # heard: last_seen is updated
             protocol.CreateActor: lambda client_id, message: self.actors.create(client_id, message),
             protocol.GetActor: lambda client_id, message: self.actors.get(client_id, message),
             protocol.KillActor: lambda client_id, message: self._kill_actor(message),
@@ -377,6 +378,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 if now - record.last_seen > self.config.node_timeout_s:
                     logger.warning("driver %s (pid %s over TCP) went silent: dropping it", client_id.hex(), record.pid)
                     self._client_gone(client_id)
+                else:
+                    self._send(client_id, protocol.Keepalive())
             elif not lifecycle.pid_alive(record.pid):
                 self._client_gone(client_id)
         if self.parked or self.parked_deliveries:
@@ -456,7 +459,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self._send(
             client_id,
             protocol.RegisterClientReply(
-                self.node_id, self.session_dir, list(self.store.arena.describe()), self.resources, self.node_ip
+                self.node_id, self.session_dir, list(self.store.arena.describe()), self.resources, self.node_ip,
+                os.getpid(),
             ),
         )
         if message.kind == "worker":

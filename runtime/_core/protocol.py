@@ -321,6 +321,7 @@ class RegisterClientReply:
     arena: list  # [creator_pid, fd, capacity_bytes]
     resources: dict
     node_ip: str
+    node_manager_pid: int = 0  # a client on the same machine watches it to notice its death
 
 
 @record(41, nested={"values": [ObjectValue]})
@@ -576,3 +577,10 @@ class RegisterActorName:
     name: str
     actor_id: bytes | None
     handle_meta: bytes | None
+
+
+@record(88)
+class Keepalive:
+    """Either way over TCP, about once a second: the other side is still there."""
+
+    sequence: int = 0

@@ -132,9 +132,12 @@ def test_an_object_whose_owner_died_raises_object_lost(cluster):
         shoal.get(inner, timeout=60)
 
 
-def test_losing_the_head_stops_every_node(cluster):
+def test_losing_the_head_stops_every_node(cluster, tmp_path):
     head, a, b = cluster.nodes
+    waiting = sleepy.options(resources={"node_a": 1}).remote(str(tmp_path / "started"), 60)
     cluster.kill_node(head)
+    with pytest.raises(shoal.exceptions.RaySystemError, match="died"):
+        shoal.get(waiting, timeout=30)  # the driver notices instead of waiting forever
     deadline = time.monotonic() + NODE_TIMEOUT_S * 10
     for node in (a, b):
         node.process.wait(timeout=max(1.0, deadline - time.monotonic()))

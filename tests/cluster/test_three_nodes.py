@@ -429,3 +429,38 @@ def _lookup(name: str, namespace: str):
         return shoal.get_actor(name, namespace=namespace)
     except ValueError:
         return None
+
+
+def test_a_driver_on_a_machine_that_only_joined_connects_to_its_node(cluster, tmp_path):
+    import re
+
+    token = re.search(r"token: (\S+)", cluster.nodes[0].output).group(1)
+    other_machine = dict(cluster.env, TMPDIR=str(tmp_path))  # its own temp dir: another "machine"
+    joined = subprocess.Popen(
+        [sys.executable, "-m", "shoal.cli", "start", "--address", cluster.address, "--token", token,
+         "--num-cpus", "1", "--resources", '{"elsewhere": 1}', "--object-store-memory", str(128 * 1024 * 1024), "--block"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=other_machine,
+    )
+    try:
+        from shoal._core.node_launcher import read_until
+
+        assert "Joined" in read_until(joined, "Stop it with", 60)
+        source = """
+import numpy as np, shoal
+shoal.init(address="auto")
+here = shoal.get_runtime_context().get_node_id()
+@shoal.remote
+def where(array):
+    return shoal.get_runtime_context().get_node_id(), int(array.sum())
+ref = shoal.put(np.ones(1_000_000, dtype=np.int64))
+node, total = shoal.get(where.options(resources={"node_a": 1}).remote(ref))
+print(len(shoal.nodes()), node != here, total)
+shoal.shutdown()
+"""
+        result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=other_machine, timeout=120)
+        assert result.stdout.split() == ["4", "True", "1000000"], result.stderr
+    finally:
+        joined.terminate()
+        joined.wait(timeout=30)
+        joined.stdout.close()
+    wait_for(lambda: len([n for n in shoal.nodes() if n["Alive"]]) == 3, 30)
