@@ -35,6 +35,19 @@ def client_keys(token: str) -> tuple[bytes, bytes]:
     return _keypair(token, b"shoal-client")
 
 
+def data_key(token: str) -> bytes:
+    """The key that signs requests on the nodes' data ports (object chunks travel unencrypted)."""
+    return hashlib.blake2b(token.encode(), digest_size=32, person=b"shoal-data").digest()
+
+
+def sign(key: bytes, *parts: bytes) -> bytes:
+    return hashlib.blake2b(b"\x00".join(parts), digest_size=32, key=key).digest()
+
+
+def signature_ok(key: bytes, mac: bytes, *parts: bytes) -> bool:
+    return secrets.compare_digest(sign(key, *parts), mac)
+
+
 def write_token(session_dir: str, token: str) -> str:
     path = os.path.join(session_dir, TOKEN_FILE)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

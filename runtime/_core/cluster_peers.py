@@ -83,6 +83,7 @@ class ClusterPeers:
             self.node_id, getattr(self, "tcp_endpoint", ""), self.node_ip, dict(self.scheduler.total),
             dict(self.scheduler.available), True, self.is_head, self.store.capacity_bytes,
             self.store.used_bytes, len(self.worker_pids), time.monotonic(), self.started_at,
+            data_endpoint=self.data_endpoint,
         )
 
     def _join_cluster(self, timeout_s: float) -> None:
@@ -90,7 +91,8 @@ class ClusterPeers:
         host, _, port = self.head_address.rpartition(":")
         socket = self.head_socket = self._dealer_to(f"tcp://{host}:{port}")
         socket.send(protocol.encode(protocol.RegisterNode(
-            self.node_id, self.tcp_endpoint, self.node_ip, self.scheduler.total_dict(), self.store.capacity_bytes
+            self.node_id, self.tcp_endpoint, self.node_ip, self.scheduler.total_dict(), self.store.capacity_bytes,
+            self.data_endpoint,
         )))
         # The head answers through its own connection to our port, with the node table.
         deadline = time.monotonic() + timeout_s
@@ -209,7 +211,7 @@ class ClusterPeers:
         self.cluster.upsert(NodeInfo(
             message.node_id, message.endpoint, message.node_ip, to_milli(message.resources),
             to_milli(message.resources), True, False, message.object_store_bytes, last_seen=now,
-            started_at=time.time(),
+            started_at=time.time(), data_endpoint=message.data_endpoint,
         ))
         self._tables_changed()
         logger.info("node %s joined from %s", message.node_id.hex(), message.endpoint)

@@ -34,6 +34,7 @@ class NodeInfo:
     last_seen: float = 0.0
     started_at: float = 0.0
     extra: dict = field(default_factory=dict)
+    data_endpoint: str = ""  # where it serves object chunks (plain TCP, requests signed)
 
     def row(self) -> dict:
         """The wire form (NodeTable entries)."""
@@ -49,6 +50,7 @@ class NodeInfo:
             "object_store_used_bytes": self.object_store_used_bytes,
             "num_workers": self.num_workers,
             "started_at": self.started_at,
+            "data_endpoint": self.data_endpoint,
         }
 
     def ray_row(self, total: dict) -> dict:
@@ -71,6 +73,7 @@ class NodeInfo:
             bytes(row["node_id"]), row["endpoint"], row["node_ip"], dict(row["total"]), dict(row["available"]),
             bool(row["alive"]), bool(row["is_head"]), int(row["object_store_bytes"]),
             int(row["object_store_used_bytes"]), int(row["num_workers"]), started_at=float(row["started_at"]),
+            data_endpoint=str(row.get("data_endpoint", "")),
         )
 
 

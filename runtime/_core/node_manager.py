@@ -107,6 +107,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.target_pool = int(self.resources.get("CPU", 1)) if self.config.prestart_workers else 0
         self.store = ArenaStore(int(options["object_store_bytes"]), os.path.join(self.session_dir, "spill"))
         self.running = True
+        self.socket_handlers: dict = {}  # extra sockets the loop polls -> what drains them
         self.dump_requested = False
         from .serialization import serialize
 
@@ -166,6 +167,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.events.setsockopt(zmq.SNDHWM, 16)
         self.events.bind(f"ipc://{lifecycle.node_socket_path(self.session_dir, 'events')}")
         self.tcp_router = None
+        self.data_router = None
+        self.data_endpoint = ""
         self.authenticator = None
         self.remote_senders: set = set()
         if self.options.get("tcp_port") is not None or not self.is_head:
@@ -204,6 +207,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         else:
             port = self.tcp_router.bind_to_random_port(f"tcp://{host}")
             self.tcp_endpoint = f"tcp://{host}:{port}"
+        self._bind_data_port(host, token)
 
     def _on_signal(self, signum, frame) -> None:
         self.running = False
@@ -261,6 +265,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         if self.tcp_router is not None:
             self.tcp_router.close(linger=0)
             self.authenticator.stop()
+        self._close_data_sockets()
         self.context.term()
         self.store.close()
         if self.owns_session_dir:
@@ -275,6 +280,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         poller.register(self.signal_read.fileno(), zmq.POLLIN)
         if self.tcp_router is not None:
             poller.register(self.tcp_router, zmq.POLLIN)
+        for watched in self.socket_handlers:
+            poller.register(watched, zmq.POLLIN)
         next_housekeeping = 0.0
         while self.running:
             events = dict(poller.poll(100))
@@ -282,6 +289,10 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 self._drain_router()
             if self.tcp_router is not None and self.tcp_router in events:
                 self._drain_router(self.tcp_router)
+            if self.socket_handlers:
+                for watched, handler in list(self.socket_handlers.items()):
+                    if watched in events:
+                        handler(watched)
             if self.template.read_fd in events:
                 self._read_template()
             if self.signal_read.fileno() in events:

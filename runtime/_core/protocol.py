@@ -442,6 +442,7 @@ class RegisterNode:
     node_ip: str
     resources: dict  # totals
     object_store_bytes: int
+    data_endpoint: str = ""  # tcp://host:port where it serves object chunks
 
 
 @record(71)
@@ -493,9 +494,12 @@ class ObjectLocations:
 
 @record(77)
 class PullChunk:
+    """Sent on a node's data port; `mac` proves the sender holds the cluster token."""
+
     object_id: bytes
     offset: int
     length: int
+    mac: bytes = b""
 
 
 @record(78)

@@ -215,8 +215,14 @@ def test_join_without_the_token_is_refused(cluster):
 
 
 def test_random_bytes_to_every_port_leave_the_cluster_working(cluster):
-    ports = [node.port for node in cluster.nodes]
-    assert all(ports)
+    import psutil
+
+    ports = set()
+    for node in cluster.nodes:
+        listening = [c.laddr for c in psutil.Process(node.manager_pid).net_connections("tcp") if c.status == "LISTEN"]
+        assert listening and all(address.ip == "127.0.0.1" for address in listening)
+        ports.update(address.port for address in listening)
+    assert {node.port for node in cluster.nodes} < ports  # control ports and data ports
     garbage = os.urandom(4096)
     for port in ports:
         for payload in (garbage, b"\xff" + garbage, b"GET / HTTP/1.1\r\n\r\n"):
@@ -464,3 +470,29 @@ shoal.shutdown()
         joined.wait(timeout=30)
         joined.stdout.close()
     wait_for(lambda: len([n for n in shoal.nodes() if n["Alive"]]) == 3, 30)
+
+
+def test_the_data_port_serves_no_bytes_without_the_token(cluster):
+    import psutil
+    import zmq
+
+    from shoal._core import protocol
+
+    ref = shoal.put(np.arange(100_000, dtype=np.int64))  # 800 kB: in the head's shared memory
+    head = cluster.nodes[0]
+    ports = {c.laddr.port for c in psutil.Process(head.manager_pid).net_connections("tcp") if c.status == "LISTEN"}
+    data_ports = ports - {head.port}
+    assert data_ports
+    context = zmq.Context()
+    try:
+        for port in data_ports:
+            dealer = context.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.connect(f"tcp://127.0.0.1:{port}")
+            for mac in (b"", b"\x00" * 32):
+                dealer.send(protocol.encode(protocol.PullChunk(ref.binary(), 0, 4096, mac)))
+            assert not dealer.poll(1000), "an unsigned request was answered"
+            dealer.close()
+    finally:
+        context.term()
+    assert shoal.get(ref, timeout=30)[-1] == 99_999
