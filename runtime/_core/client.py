@@ -141,17 +141,14 @@ class CoreClient:
         """Wait for the node manager's answer; over TCP, fail fast if the token is refused."""
         if monitor is None:
             return registered.value if registered.event.wait(timeout_s) else None
-        from zmq.utils.monitor import recv_monitor_message
+        from . import auth
 
-        refused = {getattr(zmq, name) for name in ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL") if hasattr(zmq, name)}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if registered.event.wait(0.05):
                 return registered.value
-            while monitor.poll(0):
-                event = recv_monitor_message(monitor)
-                if event["event"] in refused:
-                    return _REFUSED
+            if auth.handshake_refused(monitor):
+                return _REFUSED
         return None
 
     def close(self) -> None:

@@ -90,22 +90,32 @@ class ClusterPeers:
         """A worker node: register with the head and wait for the first node table."""
         host, _, port = self.head_address.rpartition(":")
         socket = self.head_socket = self._dealer_to(f"tcp://{host}:{port}")
+        monitor = socket.get_monitor_socket()
         socket.send(protocol.encode(protocol.RegisterNode(
             self.node_id, self.tcp_endpoint, self.node_ip, self.scheduler.total_dict(), self.store.capacity_bytes,
             self.data_endpoint,
         )))
         # The head answers through its own connection to our port, with the node table.
         deadline = time.monotonic() + timeout_s
-        while self.cluster_head_id() is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.tcp_router.poll(int(remaining * 1000)):
-                raise ConnectionError(
-                    f"no answer from a shoal head at {self.head_address} within {timeout_s:g} s: the token "
-                    "is wrong or missing (pass --token or set SHOAL_TOKEN), or no head listens there"
-                )
-            frames = self.tcp_router.recv_multipart()
-            if frames[0][16:] == PEER_SUFFIX:
-                self._on_peer_frames(frames[0][:16], frames[1:])
+        try:
+            while self.cluster_head_id() is None:
+                if auth.handshake_refused(monitor):
+                    raise ConnectionError(
+                        f"the shoal head at {self.head_address} refused this node: the token is wrong "
+                        "(pass the one the head printed with --token or SHOAL_TOKEN)"
+                    )
+                if time.monotonic() > deadline:
+                    raise ConnectionError(
+                        f"no answer from a shoal head at {self.head_address} within {timeout_s:g} s: no head "
+                        "listens there, or the token is wrong (pass --token or set SHOAL_TOKEN)"
+                    )
+                if self.tcp_router.poll(50):
+                    frames = self.tcp_router.recv_multipart()
+                    if frames[0][16:] == PEER_SUFFIX:
+                        self._on_peer_frames(frames[0][:16], frames[1:])
+        finally:
+            socket.disable_monitor()
+            monitor.close(linger=0)
 
     def _dealer_to(self, endpoint: str):
         socket = self.context.socket(zmq.DEALER)

@@ -202,15 +202,13 @@ def test_cancel_reaches_a_task_on_another_node(cluster):
 
 def test_join_without_the_token_is_refused(cluster):
     env = dict(cluster.env, SHOAL_TOKEN="")
-    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "shoal.cli", "start", "--address", cluster.address, "--token", "not-the-token",
          "--num-cpus", "1", "--object-store-memory", str(64 * 1024 * 1024)],
         capture_output=True, text=True, timeout=60, env=env,
     )
     assert result.returncode != 0
-    assert "token" in result.stderr
-    assert time.monotonic() - started < 30
+    assert "refused this node: the token is wrong" in result.stderr, result.stderr
     assert len([n for n in shoal.nodes() if n["Alive"]]) == 3
 
 
