@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import warnings
 
 from .. import api
@@ -124,7 +123,7 @@ def placement_group(
                 "the group stays pending until such a node joins.",
                 stacklevel=2,
             )
-    placement_group_id = os.urandom(16)
+    placement_group_id = api._next_task_id()  # starts with the owner node's tag, like task ids
     group = PlacementGroup(placement_group_id, checked, strategy, name)
     client.send(CreatePlacementGroup(placement_group_id, name, checked, strategy, lifetime))
     return group

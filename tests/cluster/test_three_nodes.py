@@ -494,3 +494,16 @@ def test_the_data_port_serves_no_bytes_without_the_token(cluster):
     finally:
         context.term()
     assert shoal.get(ref, timeout=30)[-1] == 99_999
+
+
+def test_a_placement_group_handle_works_in_a_task_on_another_node(cluster):
+    from shoal.util.placement_group import placement_group, remove_placement_group
+
+    group = placement_group([{"CPU": 0.5}], strategy="PACK")
+
+    @shoal.remote(resources={"node_b": 1}, num_cpus=0)
+    def wait_for_group(group):
+        return shoal.get(group.ready(), timeout=30)
+
+    assert shoal.get(wait_for_group.remote(group), timeout=60) is True
+    remove_placement_group(group)
