@@ -355,6 +355,72 @@ def fanout_nested(ray, smoke: bool) -> dict:
     return {"total_s": elapsed_s, "details": {"parents": parents, "children": children}}
 
 
+CLUSTER_STORE_BYTES = 512 * 1024 * 1024
+
+
+def _three_nodes(ray):
+    """A head and two nodes of one CPU each on this machine, with `cluster_utils.Cluster`
+    (`ray.cluster_utils` / `shoal.cluster_utils`); returns the cluster, connected."""
+    import importlib
+
+    cluster_utils = importlib.import_module(ray.__name__ + ".cluster_utils")
+    cluster = cluster_utils.Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": CLUSTER_STORE_BYTES}
+    )
+    for name in ("node_a", "node_b"):
+        cluster.add_node(num_cpus=1, resources={name: 1}, object_store_memory=CLUSTER_STORE_BYTES)
+    cluster.wait_for_nodes()
+    return cluster
+
+
+def cluster_start(ray, smoke: bool) -> dict:
+    """Start three local nodes (head + 2), connect, and run one task on another node."""
+
+    @ray.remote(resources={"node_b": 1})
+    def trivial():
+        return 1
+
+    start = time.perf_counter()
+    cluster = _three_nodes(ray)
+    try:
+        ray.init(address=cluster.address)
+        assert ray.get(trivial.remote()) == 1
+        elapsed = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return {"total_s": elapsed}
+
+
+def cross_node_get(ray, smoke: bool) -> dict:
+    """`get` on the head of a 100 MB array made by a task on another node (median of 5)."""
+    size = scaled(LARGE_ARRAY_BYTES, smoke) // 8
+
+    @ray.remote(resources={"node_a": 1})
+    def make(count, fill):
+        import numpy as np
+
+        return np.full(count, fill, dtype=np.float64)
+
+    durations = []
+    cluster = _three_nodes(ray)
+    try:
+        ray.init(address=cluster.address)
+        for repeat in range(LARGE_REPEATS):
+            ref = make.remote(size, float(repeat))
+            ray.wait([ref], fetch_local=False)
+            start = time.perf_counter()
+            result = ray.get(ref)
+            durations.append(time.perf_counter() - start)
+            assert result.shape == (size,) and result[-1] == repeat
+            del result, ref
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    median = statistics.median(durations)
+    return {"median_s": median, "gb_per_s": size * 8 / median / 1e9, "details": {"durations_s": durations}}
+
+
 WORKLOADS: dict[str, Callable[..., dict]] = {
     workload.__name__: workload
     for workload in (
@@ -371,5 +437,7 @@ WORKLOADS: dict[str, Callable[..., dict]] = {
         chain,
         wait_many,
         fanout_nested,
+        cluster_start,
+        cross_node_get,
     )
 }

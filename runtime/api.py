@@ -208,6 +208,9 @@ def init(
                 endpoint = found.endpoint
             elif address.startswith("ipc://"):
                 endpoint = address
+            elif node_launcher.local_node_at(address) is not None:
+                # A node on this machine: its ipc socket, and its shared memory, beat TCP.
+                endpoint = node_launcher.local_node_at(address).endpoint
             else:
                 endpoint, token = _tcp_endpoint(address, _token)
         client = CoreClient(endpoint, "driver", namespace=namespace, token=token)

@@ -30,6 +30,7 @@ class HeadProcess:
     session_dir: str
     tcp_address: str | None = None  # host:port when the node listens on TCP
     token: str | None = None
+    node_id: str = ""
 
 
 def detect_gpus() -> int:
@@ -121,7 +122,7 @@ def start_node(
     process.stdout.close()
     endpoint, _, tcp_endpoint = line.split(" ", 1)[1].strip().partition(" ")
     tcp_address = tcp_endpoint.replace("tcp://", "") or None
-    return HeadProcess(process, process.pid, endpoint, session_dir, tcp_address, token)
+    return HeadProcess(process, process.pid, endpoint, session_dir, tcp_address, token, options["node_id"])
 
 
 def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
@@ -183,6 +184,31 @@ def stop_node(head: HeadProcess, timeout_s: float = 5.0) -> None:
         if lifecycle.pid_alive(head.pid):
             lifecycle.kill_quietly(head.pid)
     lifecycle.remove_session_dir(head.session_dir)
+
+
+_local_nodes: dict[str, HeadProcess] = {}  # tcp host:port -> a node this process started
+
+
+def remember_local_node(node: HeadProcess) -> None:
+    """A node this process started (shoal.cluster_utils): init(address=its host:port) uses ipc."""
+    if node.tcp_address:
+        _local_nodes[node.tcp_address] = node
+
+
+def forget_local_node(node: HeadProcess) -> None:
+    if node.tcp_address and _local_nodes.get(node.tcp_address) is node:
+        del _local_nodes[node.tcp_address]
+
+
+def local_node_at(address: str) -> HeadProcess | None:
+    """A node on this machine listening at host:port, reachable through its ipc socket."""
+    node = _local_nodes.get(address)
+    if node is not None:
+        return node
+    head = read_address()
+    if head is not None and head.tcp_address == address:
+        return head
+    return None
 
 
 def address_file() -> str:
