@@ -507,3 +507,20 @@ def test_a_placement_group_handle_works_in_a_task_on_another_node(cluster):
 
     assert shoal.get(wait_for_group.remote(group), timeout=60) is True
     remove_placement_group(group)
+
+
+def test_objects_moved_between_nodes_are_freed_everywhere(cluster):
+    from shoal.util import state
+
+    def store_use():
+        return {row["node_id"]: row["object_store_used_bytes"] for row in state.list_nodes() if row["state"] == "ALIVE"}
+
+    before = store_use()
+    made = make_array.options(resources={"node_a": 1}).remote(20, 1)
+    assert shoal.get(describe.options(resources={"node_b": 1}).remote(made), timeout=60)[0] == 1
+    array = shoal.get(made, timeout=60)
+    [inner] = shoal.get(put_inside.options(resources={"node_b": 1}).remote(4), timeout=60)
+    assert shoal.get(describe.options(resources={"node_a": 1}).remote(inner), timeout=60)[2] == 4 * 1024 * 1024
+    assert max(store_use().values()) > 0
+    del made, array, inner
+    wait_for(lambda: store_use() == before, 30, lambda: f"store use {store_use()} (before: {before})")
