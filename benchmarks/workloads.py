@@ -421,6 +421,28 @@ def cross_node_get(ray, smoke: bool) -> dict:
     return {"median_s": median, "gb_per_s": size * 8 / median / 1e9, "details": {"durations_s": durations}}
 
 
+def cluster_tasks(ray, smoke: bool) -> dict:
+    """300 tasks of 10 ms submitted at once on three one-CPU nodes: the ideal is 1 s."""
+    count = scaled(300, smoke, minimum=30)
+
+    @ray.remote
+    def work(seconds):
+        time.sleep(seconds)
+        return ray.get_runtime_context().get_node_id()
+
+    cluster = _three_nodes(ray)
+    try:
+        ray.init(address=cluster.address)
+        ray.get([work.remote(0) for _ in range(6)])
+        start = time.perf_counter()
+        where = ray.get([work.remote(0.01) for _ in range(count)])
+        elapsed = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    return {"tasks_per_s": count / elapsed, "details": {"nodes_used": len(set(where)), "elapsed_s": elapsed}}
+
+
 WORKLOADS: dict[str, Callable[..., dict]] = {
     workload.__name__: workload
     for workload in (
@@ -439,5 +461,6 @@ WORKLOADS: dict[str, Callable[..., dict]] = {
         fanout_nested,
         cluster_start,
         cross_node_get,
+        cluster_tasks,
     )
 }

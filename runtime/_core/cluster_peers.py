@@ -489,6 +489,7 @@ class ClusterPeers:
                 if kept_ids:
                     self._send_peer(node_id, protocol.ReleaseObjects(kept_ids))
                 continue
+            self.cluster.give_back(node_id, to_shape(record.spec.resources))
             for object_id in remote_ids:
                 self.remote_objects[object_id] = node_id
             for object_id in kept_ids:

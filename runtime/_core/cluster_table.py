@@ -134,6 +134,14 @@ class ClusterTable:
         for name, amount in shape:
             info.available[name] = info.available.get(name, 0) - amount
 
+    def give_back(self, node_id: bytes, shape: Shape) -> None:
+        """Work sent to `node_id` finished: its resources count as free again (up to its total)."""
+        info = self.nodes.get(node_id)
+        if info is None:
+            return
+        for name, amount in shape:
+            info.available[name] = min(info.total.get(name, 0), info.available.get(name, 0) + amount)
+
     def choose(self, shape: Shape, strategy, local_fits_now: bool, locality: dict | None = None):
         """Where a ready task goes: LOCAL (None), a node id, or False if no node could ever run it.
 
@@ -173,8 +181,13 @@ class ClusterTable:
         return min(remote, key=lambda n: n.node_id).node_id if remote else False
 
     def spill_target(self, shape: Shape) -> bytes | None:
-        """A peer with room for `shape` right now, for work queued here that cannot start."""
-        free = [n for n in self.peers() if fits(n.available, shape)]
+        """A peer to take work queued here that cannot start: one with room for `shape`, or one
+        whose queue is shorter than its capacity (so it never waits a round trip for the next
+        task). The most free CPU wins."""
+        def room(info: NodeInfo) -> dict:
+            return {name: info.available.get(name, 0) + total for name, total in info.total.items()}
+
+        free = [n for n in self.peers() if fits(room(n), shape)]
         if not free:
             return None
         return max(free, key=lambda n: n.available.get("CPU", 0)).node_id
