@@ -203,8 +203,9 @@ class ClusterPeers:
             if handler is None:
                 logger.warning("dropping unexpected %s from node %s", type(message).__name__, (node_id or b"").hex())
                 continue
-            if node_id is not None and node_id not in self.cluster.nodes and type(message) not in _INTRODUCTIONS:
-                logger.warning("dropping %s from unknown node %s", type(message).__name__, node_id.hex())
+            sender = self.cluster.nodes.get(node_id) if node_id is not None else None
+            if node_id is not None and (sender is None or not sender.alive) and type(message) not in _INTRODUCTIONS:
+                logger.warning("dropping %s from unknown or dead node %s", type(message).__name__, node_id.hex())
                 continue
             try:
                 handler(node_id, message)
@@ -324,9 +325,13 @@ class ClusterPeers:
                 info = self._self_info()
             elif known is not None and not known.alive:
                 continue
+            elif not info.alive:
+                if known is not None:
+                    self._node_died(info.node_id)  # marks it dead and cleans up after it
+                else:
+                    self.cluster.upsert(info)  # died before we heard of it: listed only
+                continue
             self.cluster.upsert(info)
-            if not info.alive and known is not None and known.alive:
-                self._node_died(info.node_id)
         for node in [n.node_id for n in self.cluster.alive() if n.node_id not in seen]:
             self._node_died(node)
         self._tables_changed()

@@ -218,3 +218,21 @@ def test_a_node_that_stops_leaves_and_a_stopping_head_stops_the_rest(cluster):
     assert head.process.wait(timeout=30) == 0
     cluster.node_b.process.wait(timeout=NODE_TIMEOUT_S * 10)
     assert not _pid_alive(cluster.node_b.manager_pid)
+
+
+@shoal.remote
+def parent_of_sleepy(marker_path, target):
+    child = sleepy.options(scheduling_strategy=_on(target)).remote(marker_path, 3)
+    return shoal.get(child), shoal.get_runtime_context().get_node_id()
+
+
+def test_a_task_sent_from_a_worker_node_to_a_dead_node_runs_again(cluster, tmp_path):
+    a, b = _node_with("node_a"), _node_with("node_b")
+    marker = tmp_path / "started"
+    ref = parent_of_sleepy.options(resources={"node_a": 1}).remote(str(marker), b)
+    wait_for(lambda: _runs(marker), 30)
+    assert _runs(marker) == [b]
+    cluster.kill_node(cluster.node_b)
+    child_ran_on, parent_ran_on = shoal.get(ref, timeout=60)
+    assert parent_ran_on == a and child_ran_on != b
+    assert len(_runs(marker)) == 2
