@@ -482,6 +482,12 @@ class ClusterPeers:
             finally:
                 self._suppress_borrow = False
         self._send_peer(origin, protocol.ForwardedDone([protocol.TaskResult(record.spec.task_id, wire)]))
+        # A value we had borrowed (a rebuilt argument of a task here) is now kept here for its
+        # owner: drop the borrow, or each side would keep the other's copy alive forever.
+        unborrow = {object_id: -1 for object_id in kept if object_id in self.borrowed}
+        if unborrow:
+            self.borrowed.difference_update(unborrow)
+            self._send_peer(origin, protocol.UpdateBorrows(unborrow))
 
     # -- forwarded tasks (the owner) ------------------------------------------------------
 
@@ -499,7 +505,10 @@ class ClusterPeers:
                 self.remote_objects[object_id] = node_id
             for object_id in kept_ids:
                 self.held_remotely[object_id] = node_id
-            if remote_ids:
+            kept = self.lineage.get(result.task_id)
+            if kept is not None:
+                kept[1].update(remote_ids)  # a rebuild: the lineage holds the arguments already
+            elif remote_ids:
                 # Keep what is needed to rebuild these values if that node dies.
                 self.lineage[result.task_id] = [record.spec, set(remote_ids)]
                 record.keep_args = True

@@ -77,8 +77,9 @@ def test_a_dead_node_is_declared_dead_and_its_resources_leave(cluster):
 def test_objects_on_a_dead_node_are_rebuilt_from_lineage(cluster, tmp_path):
     b = _node_with("node_b")
     first_log, second_log = tmp_path / "make.log", tmp_path / "add.log"
-    made = make.options(scheduling_strategy=_on(b)).remote(str(first_log), 8, 5)
-    plus = add.options(scheduling_strategy=_on(b)).remote(str(second_log), made, 2)
+    # "shared" is on nodes a and b: the rebuilt tasks run on a, another node than the owner.
+    made = make.options(resources={"shared": 0.5}, scheduling_strategy=_on(b)).remote(str(first_log), 8, 5)
+    plus = add.options(resources={"shared": 0.5}, scheduling_strategy=_on(b)).remote(str(second_log), made, 2)
     shoal.wait([plus], timeout=60, fetch_local=False)
     assert _runs(first_log) == [b] and _runs(second_log) == [b]
     cluster.kill_node(cluster.node_b)
@@ -86,8 +87,13 @@ def test_objects_on_a_dead_node_are_rebuilt_from_lineage(cluster, tmp_path):
     assert array.nbytes == 8 * 1024 * 1024 and array[0] == 7 and array[-1] == 7
     # Both tasks ran again, recursively, on nodes that are alive.
     assert len(_runs(first_log)) == 2 and len(_runs(second_log)) == 2
-    assert b not in _runs(first_log)[1:] + _runs(second_log)[1:]
+    assert _runs(first_log)[1:] == _runs(second_log)[1:] == [_node_with("node_a")]
     assert shoal.get(made, timeout=60)[0] == 5
+    # Once the refs are gone, nothing is left anywhere: not the values, not their lineage.
+    from shoal.util import state
+
+    del made, plus, array
+    wait_for(lambda: not state.list_objects(), 30, lambda: str(state.list_objects()))
 
 
 @shoal.remote
