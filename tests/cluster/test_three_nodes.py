@@ -524,3 +524,13 @@ def test_objects_moved_between_nodes_are_freed_everywhere(cluster):
     assert max(store_use().values()) > 0
     del made, array, inner
     wait_for(lambda: store_use() == before, 30, lambda: f"store use {store_use()} (before: {before})")
+
+
+def test_zz_every_object_of_this_module_was_freed_on_every_node(cluster):
+    """Last in the module: the refs of every test above are gone, so no node keeps an object."""
+    import gc
+
+    from shoal.util import state
+
+    gc.collect()
+    wait_for(lambda: not state.list_objects(), 30, lambda: str(state.list_objects()))
