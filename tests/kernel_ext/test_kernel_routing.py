@@ -272,8 +272,13 @@ def _interrupt(client) -> None:
 
 def _wait_for_text(client, cell: Cell, text: str, timeout_s: float) -> None:
     """Read iopub into `cell` until stream output (of any cell) contains `text`."""
+    _read_until(client, cell, lambda: text in cell.text(), timeout_s)
+
+
+def _read_until(client, cell: Cell, condition, timeout_s: float) -> None:
+    """Read iopub into `cell` until `condition()` holds."""
     deadline = time.monotonic() + timeout_s
-    while text not in cell.text():
+    while not condition():
         assert time.monotonic() < deadline, cell.summary()
         try:
             cell.messages.append((time.monotonic(), client.get_iopub_msg(timeout=0.5)))
@@ -302,7 +307,17 @@ def test_second_interrupt_kills_the_worker_of_a_task_that_ignores_cancel(kernel,
         """,
     )
     first = Cell(kernel, "shoal.get(stubborn_ref)")
-    _wait_for_text(kernel, first, "stubborn started", 15)
+    # The task may print before this cell starts (its output then belongs to the cell that
+    # submitted it): wait for the file it writes, and for this cell to be running.
+    def running() -> bool:
+        started = any(
+            message["msg_type"] == "execute_input" and message["parent_header"].get("msg_id") == first.msg_id
+            for _, message in first.messages
+        )
+        return started and pid_file.exists() and bool(pid_file.read_text())
+
+    _read_until(kernel, first, running, 15)
+    time.sleep(0.5)  # let the get start blocking
     worker = psutil.Process(int(pid_file.read_text()))
     _interrupt(kernel)
     reply = first.wait(timeout_s=10)
