@@ -580,6 +580,13 @@ def get_gpu_ids() -> list:
     return list(task_context.current_gpu_ids())
 
 
+def _missing_on_every_node(wanted: dict, node_resources: list) -> dict:
+    """{} if one of the nodes can hold `wanted`; else the amounts no node has (or all of it)."""
+    if any(all(node.get(k, 0) >= v for k, v in wanted.items()) for node in node_resources):
+        return {}
+    return {k: v for k, v in wanted.items() if not any(node.get(k, 0) >= v for node in node_resources)} or wanted
+
+
 def _check_feasible(resources: dict, name: str) -> None:
     info = _session.client.node_info if _session is not None else None
     if info is None:
@@ -591,16 +598,16 @@ def _check_feasible(resources: dict, name: str) -> None:
     key = tuple(sorted(resources.items()))
     if key in _warned or key in _feasible_elsewhere:
         return
-    alive = [n for n in nodes() if n.get("Alive")]
-    if any(all(n["Resources"].get(k, 0) >= v for k, v in wanted.items()) for n in alive):
+    alive = [n["Resources"] for n in nodes() if n.get("Alive")]
+    missing = _missing_on_every_node(wanted, alive)
+    if not missing:
         _feasible_elsewhere.add(key)
         return
     total: dict = {}
     for node in alive:
-        for k, v in node["Resources"].items():
+        for k, v in node.items():
             if not k.startswith("node:"):
                 total[k] = total.get(k, 0) + v
-    missing = {k: v for k, v in wanted.items() if not any(n["Resources"].get(k, 0) >= v for n in alive)} or wanted
     _warned.add(key)
     warnings.warn(
         f"Task or actor {name!r} requests {resources}, but no node in the cluster has "

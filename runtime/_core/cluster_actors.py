@@ -172,7 +172,7 @@ class ClusterActors:
             for task_id in waiting:
                 call = self.tasks.get(task_id)
                 if call is not None and call.state != "DONE" and not self.route_actor_call(call):
-                    self._submit_locally(call)
+                    self._queue_here(call)
         else:
             self._actor_gone(actor_id, message.death)
 
@@ -183,10 +183,6 @@ class ClusterActors:
             call = self.tasks.get(task_id)
             if call is not None and call.state != "DONE":
                 self._finish_with_values(call, [death] * call.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
-
-    def _submit_locally(self, record) -> None:
-        if self.actors.submit(record) and self.objects.wait_for_args(record.spec.task_id, record.spec.arg_refs):
-            self._make_ready(record)
 
     def actor_call_lost(self, record, node_id: bytes) -> None:
         """The node running this call died: retry it where the actor comes back, or fail it."""
@@ -205,8 +201,9 @@ class ClusterActors:
         if allowed > 0:
             record.retries_left -= 1
         record.spec = dataclasses.replace(record.spec, attempt=record.spec.attempt + 1)
+        record.state = "WAITING"
         if not self.route_actor_call(record):
-            self._submit_locally(record)
+            self._queue_here(record)
 
     # -- kill and names -------------------------------------------------------------------
 

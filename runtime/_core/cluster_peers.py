@@ -220,8 +220,8 @@ class ClusterPeers:
             return
         now = time.monotonic()
         self.cluster.upsert(NodeInfo(
-            message.node_id, message.endpoint, message.node_ip, to_milli(message.resources),
-            to_milli(message.resources), True, False, message.object_store_bytes, last_seen=now,
+            message.node_id, message.endpoint, message.node_ip, dict(to_shape(message.resources)),
+            dict(to_shape(message.resources)), True, False, message.object_store_bytes, last_seen=now,
             started_at=time.time(), data_endpoint=message.data_endpoint,
         ))
         self._tables_changed()
@@ -554,8 +554,7 @@ class ClusterPeers:
                     self._apply_frees(self.objects.unhold(list(spec.arg_refs) + list(spec.contained or ())))
 
     def _on_update_borrows(self, node_id: bytes, message: protocol.UpdateBorrows) -> None:
-        self.objects.add_refs(node_id, {k: v for k, v in message.deltas.items() if v > 0})
-        self._apply_frees(self.objects.remove_refs(node_id, {k: -v for k, v in message.deltas.items() if v < 0}))
+        self._apply_ref_deltas(node_id, message.deltas)
 
     def _on_release_objects(self, node_id: bytes, message: protocol.ReleaseObjects) -> None:
         self._apply_frees(self.objects.remove_refs(node_id, {object_id: 1 for object_id in message.object_ids}))
@@ -628,10 +627,4 @@ class ClusterPeers:
             if location and location != self.node_id:
                 self.remote_objects[value.object_id] = bytes(location)
             self._publish(value, None)
-
-
-def to_milli(resources: dict) -> dict:
-    from .scheduling import UNIT
-
-    return {name: int(round(amount * UNIT)) for name, amount in resources.items()}
 

@@ -526,12 +526,17 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 continue
             if spec.actor_id is not None and len(self.cluster.nodes) > 1 and self.route_actor_call(record):
                 continue
-            if spec.actor_id is not None and not self.actors.submit(record):
-                continue
-            if self.objects.wait_for_args(spec.task_id, spec.arg_refs):
-                self._make_ready(record)
-            elif len(self.cluster.nodes) > 1:
-                self._watch_foreign(spec.arg_refs)
+            self._queue_here(record)
+
+    def _queue_here(self, record: TaskRecord) -> None:
+        """Queue a task (or an actor call of an actor hosted here) until its arguments are ready."""
+        spec = record.spec
+        if spec.actor_id is not None and not self.actors.submit(record):
+            return
+        if self.objects.wait_for_args(spec.task_id, spec.arg_refs):
+            self._make_ready(record)
+        elif len(self.cluster.nodes) > 1:
+            self._watch_foreign(spec.arg_refs)
 
     def _placement_problem(self, strategy) -> str | None:
         """Why a scheduling strategy cannot be met on this cluster, or None."""

@@ -170,16 +170,19 @@ class ObjectHandlers:
             self._send(client_id, protocol.ObjectsReady(ready))
 
     def _on_update_references(self, client_id: bytes, message: protocol.UpdateReferences) -> None:
-        deltas = message.deltas
-        if deltas:
-            self.objects.add_refs(client_id, {k: v for k, v in deltas.items() if v > 0})
-            self._apply_frees(self.objects.remove_refs(client_id, {k: -v for k, v in deltas.items() if v < 0}))
+        if message.deltas:
+            self._apply_ref_deltas(client_id, message.deltas)
         if message.released_pins:
             self._apply_frees(self.objects.unpin(client_id, message.released_pins))
             if self.parked or self.parked_deliveries:
                 self._retry_parked(time.monotonic())
         if message.aborted_offsets:
             self.store.abort(client_id, message.aborted_offsets)
+
+    def _apply_ref_deltas(self, holder: bytes, deltas: dict) -> None:
+        """Reference count changes of a client (or, for borrows, of another node): +n / -n."""
+        self.objects.add_refs(holder, {k: v for k, v in deltas.items() if v > 0})
+        self._apply_frees(self.objects.remove_refs(holder, {k: -v for k, v in deltas.items() if v < 0}))
 
     def _apply_frees(self, actions: FreeActions) -> None:
         if actions.arena_offsets or actions.spill_paths:

@@ -114,9 +114,7 @@ def placement_group(
             continue
         if nodes is None:  # only asked when this node cannot hold a bundle
             nodes = [n["Resources"] for n in api.nodes() if n.get("Alive")]
-        if any(all(node.get(k, 0) >= v for k, v in bundle.items()) for node in nodes):
-            continue
-        missing = {k: v for k, v in bundle.items() if not any(node.get(k, 0) >= v for node in nodes)} or bundle
+        missing = api._missing_on_every_node(bundle, nodes)
         if missing:
             warnings.warn(
                 f"placement group bundle {index} {bundle} cannot fit on any node (missing {missing}); "
