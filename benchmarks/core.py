@@ -48,35 +48,23 @@ class Implementation:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.core", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.core", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--impl",
         action="append",
         choices=IMPLEMENTATIONS,
         help="repeatable; default: shoal and ray",
     )
-    parser.add_argument(
-        "--workload", action="append", nargs="+", choices=list(WORKLOADS), help="default: all"
-    )
-    parser.add_argument(
-        "--reps", type=int, help="fresh processes per (workload, impl); default 3, 1 with --smoke"
-    )
+    parser.add_argument("--workload", action="append", nargs="+", choices=list(WORKLOADS), help="default: all")
+    parser.add_argument("--reps", type=int, help="fresh processes per (workload, impl); default 3, 1 with --smoke")
     parser.add_argument("--smoke", action="store_true", help="sizes shrunk ~100x (CI)")
     parser.add_argument("--out", type=Path, help="write raw reps, medians and machine info as JSON")
-    parser.add_argument(
-        "--timeout-s", type=float, default=300.0, help="per child process (default 300)"
-    )
-    parser.add_argument(
-        "--ray-python", default=".venv-ray/bin/python", help="interpreter for --impl ray"
-    )
+    parser.add_argument("--timeout-s", type=float, default=300.0, help="per child process (default 300)")
+    parser.add_argument("--ray-python", default=".venv-ray/bin/python", help="interpreter for --impl ray")
     args = parser.parse_args(argv)
     args.impl = list(dict.fromkeys(args.impl or [SUBJECT, "ray"]))
     args.workload = (
-        list(dict.fromkeys(name for group in args.workload for name in group))
-        if args.workload
-        else list(WORKLOADS)
+        list(dict.fromkeys(name for group in args.workload for name in group)) if args.workload else list(WORKLOADS)
     )
     args.reps = args.reps if args.reps is not None else (1 if args.smoke else 3)
     if args.reps < 1:
@@ -136,9 +124,7 @@ def run_child(impl: Implementation, workload: str, smoke: bool, timeout_s: float
     if leftovers:
         scope.terminate()
     record = _parse_record(stdout) or {"ok": False}
-    record.update(
-        returncode=process.returncode, wall_s=wall_s, timed_out=timed_out, leaked_processes=leaked
-    )
+    record.update(returncode=process.returncode, wall_s=wall_s, timed_out=timed_out, leaked_processes=leaked)
     if timed_out:
         record["ok"] = False
         record["error"] = f"timed out after {timeout_s:g} s"
@@ -187,11 +173,7 @@ def run_all(args: argparse.Namespace, impls: list[Implementation]) -> list[dict]
         record["load_avg_1m"] = [load_before, os.getloadavg()[0]]
         runs.append({"workload": workload, "impl": impl.name, "rep": rep, **record})
         outcome = _brief(record) if record["ok"] else f"FAILED: {record['error']}"
-        leaked = (
-            f" (leaked, terminated: {record['leaked_processes']})"
-            if record["leaked_processes"]
-            else ""
-        )
+        leaked = f" (leaked, terminated: {record['leaked_processes']})" if record["leaked_processes"] else ""
         print(
             f"[{index}/{len(plan)}] {workload:<15} {impl.name:<5} rep {rep + 1}: "
             f"{outcome} [{record['wall_s']:.1f} s]{leaked}",
@@ -252,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": machine_info["python"],
         "ray": _module_version(runs, interpreters, "ray"),
         "shoal": _module_version(runs, interpreters, "shoal"),
-        "numpy": {
-            name: info.get("packages", {}).get("numpy") for name, info in interpreters.items()
-        },
+        "numpy": {name: info.get("packages", {}).get("numpy") for name, info in interpreters.items()},
     }
     mode = "smoke sizes (~1/100)" if args.smoke else "full sizes"
     memory_gib = (machine_info["memory_total_bytes"] or 0) / 2**30

@@ -43,9 +43,7 @@ def describe_machine() -> dict:
         "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cores_physical": None,
         "memory_total_bytes": None,
-        "shm_total_bytes": shutil.disk_usage("/dev/shm").total
-        if os.path.isdir("/dev/shm")
-        else None,
+        "shm_total_bytes": shutil.disk_usage("/dev/shm").total if os.path.isdir("/dev/shm") else None,
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_model": _cpu_model(),

@@ -100,9 +100,7 @@ def format_value(value) -> str:
     return f"{value:.3g}"
 
 
-def format_table(
-    medians: dict, ratio_table: dict, impl_names: list[str], workloads: list[str]
-) -> str:
+def format_table(medians: dict, ratio_table: dict, impl_names: list[str], workloads: list[str]) -> str:
     """Medians per workload, metric and impl; then shoal/<other> with who wins."""
     others = [name for name in impl_names if name != SUBJECT] if SUBJECT in impl_names else []
     header = [
@@ -145,9 +143,7 @@ def format_table(
     lines.insert(1, "  ".join("-" * width for width in widths))
     lines.append("")
     if BASELINE in impl_names:
-        lines.append(
-            f"{BASELINE}: bare multiprocessing.Pool(2); for put_large, np.copyto of the array."
-        )
+        lines.append(f"{BASELINE}: bare multiprocessing.Pool(2); for put_large, np.copyto of the array.")
     if others:
         lines.append(f"{SUBJECT}/X: {SUBJECT} median / X median; win/loss per the 'better' column.")
     lines.append("'*' = median of the reps that succeeded; '-' = not run.")

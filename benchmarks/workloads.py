@@ -285,10 +285,7 @@ def task_large_arg(ray, smoke: bool) -> dict:
 def put_small(ray, smoke: bool) -> dict:
     """10,000 `put` of small dicts, refs kept alive until the end."""
     count = scaled(10_000, smoke)
-    payloads = [
-        {"index": i, "name": f"item-{i}", "tags": ["a", "b"], "value": i * 0.5}
-        for i in range(count)
-    ]
+    payloads = [{"index": i, "name": f"item-{i}", "tags": ["a", "b"], "value": i * 0.5} for i in range(count)]
     with _cluster(ray):
         start = time.perf_counter()
         refs = [ray.put(payload) for payload in payloads]

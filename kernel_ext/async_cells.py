@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import shoal
 
@@ -107,9 +107,10 @@ class AsyncCellWatcher:
 
     def _deliver(self, ref) -> None:
         with self._lock:
-            for index, (pending_ref, on_ready) in enumerate(self._pending):
+            for index, (pending_ref, callback) in enumerate(self._pending):
                 if pending_ref is ref or pending_ref == ref:
                     del self._pending[index]
+                    on_ready = callback
                     break
             else:
                 return

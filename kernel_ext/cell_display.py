@@ -58,7 +58,7 @@ def decode_record(text: str | None) -> dict | None:
     if not text or not text.startswith(MARKER):
         return None
     try:
-        message = json.loads(text[len(MARKER):])
+        message = json.loads(text[len(MARKER) :])
     except ValueError:
         return None
     return message if isinstance(message, dict) else None
@@ -145,12 +145,19 @@ def format_object(obj, include=None, exclude=None) -> tuple[dict, dict]:
 
 def publish_display_data(data, metadata=None, source=None, *, transient=None, **kwargs) -> None:
     """IPython's `publish_display_data`, sending the bundle to the notebook cell."""
-    _publish({"data": _jsonable(dict(data)), "metadata": dict(metadata or {}),
-              "transient": dict(transient or {}), "update": bool(kwargs.get("update"))})
+    _publish(
+        {
+            "data": _jsonable(dict(data)),
+            "metadata": dict(metadata or {}),
+            "transient": dict(transient or {}),
+            "update": bool(kwargs.get("update")),
+        }
+    )
 
 
-def display(*objs, include=None, exclude=None, metadata=None, transient=None, display_id=None,
-            raw=False, clear=False, **kwargs):
+def display(
+    *objs, include=None, exclude=None, metadata=None, transient=None, display_id=None, raw=False, clear=False, **kwargs
+):
     """IPython's `display`, for a remote cell: each object is shown in the notebook cell.
 
     Returns:

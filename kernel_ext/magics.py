@@ -19,11 +19,10 @@ import re
 import shlex
 import sys
 
+import shoal
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import MagicArgumentParser
-
-import shoal
 from shoal import exceptions
 from shoal.util import output, state
 
@@ -244,7 +243,13 @@ class ShoalMagics(Magics):
         return values, refs
 
     def _submit(
-        self, source: str, capture, out_names, options: dict, actor: str | None, explicit: bool,
+        self,
+        source: str,
+        capture,
+        out_names,
+        options: dict,
+        actor: str | None,
+        explicit: bool,
         original: str | None = None,
     ):
         self._ensure_cluster()
@@ -392,7 +397,8 @@ class ShoalMagics(Magics):
             return status_view.StateTable("actors", status_view.ACTOR_COLUMNS, tuple(state.list_actors()))
         raise UsageError(
             f"%shoal: unknown command {command!r}; use init, status, shutdown, tasks or actors"
-            if command else "%shoal: give a command: init, status, shutdown, tasks or actors"
+            if command
+            else "%shoal: give a command: init, status, shutdown, tasks or actors"
         )
 
     @staticmethod

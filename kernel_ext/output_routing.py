@@ -170,6 +170,4 @@ class KernelOutputRouter:
                 "metadata": message.get("metadata") or {},
                 "transient": message.get("transient") or {},
             }
-        self._kernel.session.send(
-            self._kernel.iopub_socket, msg_type, content, parent=parent, ident=b"display_data"
-        )
+        self._kernel.session.send(self._kernel.iopub_socket, msg_type, content, parent=parent, ident=b"display_data")

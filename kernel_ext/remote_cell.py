@@ -24,7 +24,6 @@ import types
 from dataclasses import dataclass, field
 
 import cloudpickle
-
 import shoal
 
 from . import cell_display, remote_shell

@@ -164,9 +164,7 @@ class RemoteShell:
 
     def _script(self, shell: str, body: str) -> None:
         sys.stdout.flush()
-        process = subprocess.Popen(
-            [shell], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen([shell], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             process.stdin.write(body.encode())
             process.stdin.close()

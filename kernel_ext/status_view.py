@@ -105,7 +105,7 @@ class ClusterStatus:
     connected: bool = True
 
     @classmethod
-    def from_state(cls, total: dict, available: dict, task_summary: dict) -> "ClusterStatus":
+    def from_state(cls, total: dict, available: dict, task_summary: dict) -> ClusterStatus:
         """Builds the status from the public API's answers.
 
         Args:

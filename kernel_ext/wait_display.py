@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from shoal.util import output
 from shoal.widgets import refresher

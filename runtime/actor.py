@@ -10,7 +10,8 @@ from __future__ import annotations
 import inspect
 import pickle
 
-from . import api, exceptions, options as option_table
+from . import api, exceptions
+from . import options as option_table
 from ._core import client as client_module
 from ._core import serialization, task_context
 from ._core.actor_manager import handle_token
@@ -73,18 +74,18 @@ class ActorClass:
     def __reduce__(self):
         return (ActorClass, (self._cls, self._options))
 
-    def remote(self, *args, **kwargs) -> "ActorHandle":
+    def remote(self, *args, **kwargs) -> ActorHandle:
         """Start the actor; returns its handle at once (the constructor runs remotely)."""
         return self._create(args, kwargs, self._options)
 
-    def options(self, **actor_options) -> "_BoundActorOptions":
+    def options(self, **actor_options) -> _BoundActorOptions:
         option_table.validate(actor_options, option_table.ACTOR_OPTIONS, f"actor class {self._cls.__qualname__}")
         return _BoundActorOptions(self, {**self._options, **actor_options})
 
     def bind(self, *args, **kwargs):
         raise NotImplementedError("shoal does not implement Ray's DAG API (.bind) yet; use .remote()")
 
-    def _create(self, args: tuple, kwargs: dict, opts: dict) -> "ActorHandle":
+    def _create(self, args: tuple, kwargs: dict, opts: dict) -> ActorHandle:
         client = api._client_for_submit()
         if self._definition is None:
             self._definition = serialization.pickle_definition(self._cls)
@@ -129,7 +130,9 @@ class ActorClass:
             "is_async": is_async,
             "max_concurrency": max_concurrency,
             "concurrency_groups": groups,
-            "method_groups": {m: o["concurrency_group"] for m, o in self._methods.items() if o.get("concurrency_group")},
+            "method_groups": {
+                m: o["concurrency_group"] for m, o in self._methods.items() if o.get("concurrency_group")
+            },
         }
         creation, refs, packed_args = build_task(
             client, class_id, prepared, args, kwargs, actor_id=actor_id, actor_creation=hosting
@@ -155,7 +158,9 @@ class ActorClass:
             client.send(CreateActor(0, spec, False))
             del packed_args
             return handle
-        reply = client.request(lambda request_id: CreateActor(request_id, spec, bool(opts.get("get_if_exists"))), timeout_s=60)
+        reply = client.request(
+            lambda request_id: CreateActor(request_id, spec, bool(opts.get("get_if_exists"))), timeout_s=60
+        )
         del packed_args
         if reply is None:
             raise exceptions.RaySystemError("the node manager did not answer an actor creation")
@@ -171,14 +176,14 @@ class _BoundActorOptions:
         self._actor_class = actor_class
         self._merged = merged
 
-    def remote(self, *args, **kwargs) -> "ActorHandle":
+    def remote(self, *args, **kwargs) -> ActorHandle:
         return self._actor_class._create(args, kwargs, self._merged)
 
 
 class ActorMethod:
     """A method of a remote actor: call `.remote(*args)` to run it."""
 
-    def __init__(self, handle: "ActorHandle", name: str, method_options: dict):
+    def __init__(self, handle: ActorHandle, name: str, method_options: dict):
         self._handle = handle
         self._name = name
         self._options = method_options
@@ -188,7 +193,7 @@ class ActorMethod:
             f"Actor methods cannot be called directly. Instead of '{self._name}()', use '{self._name}.remote()'."
         )
 
-    def options(self, **method_options) -> "ActorMethod":
+    def options(self, **method_options) -> ActorMethod:
         option_table.validate(method_options, option_table.METHOD_OPTIONS, f"actor method {self._name}")
         return ActorMethod(self._handle, self._name, {**self._options, **method_options})
 
@@ -292,16 +297,12 @@ class Actor:
     def _actor_class(cls) -> ActorClass:
         cached = cls.__dict__.get("_shoal_actor_class")
         if cached is None:
-            plain = {
-                name: member._function
-                for name, member in vars(cls).items()
-                if isinstance(member, RemoteFunction)
-            }
+            plain = {name: member._function for name, member in vars(cls).items() if isinstance(member, RemoteFunction)}
             hosted = type(cls.__name__, (cls,), plain)
             hosted.__qualname__ = cls.__qualname__
             hosted.__module__ = cls.__module__
             cached = ActorClass(hosted, {})
-            setattr(cls, "_shoal_actor_class", cached)
+            cls._shoal_actor_class = cached
         return cached
 
     @classmethod
@@ -352,4 +353,14 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     client.send(KillActor(actor._actor_id, bool(no_restart)))
 
 
-__all__ = ["Actor", "ActorClass", "ActorHandle", "ActorMethod", "ObjectRef", "exit_actor", "get_actor", "kill", "method"]
+__all__ = [
+    "Actor",
+    "ActorClass",
+    "ActorHandle",
+    "ActorMethod",
+    "ObjectRef",
+    "exit_actor",
+    "get_actor",
+    "kill",
+    "method",
+]

@@ -28,7 +28,7 @@ from .object_ref import ObjectRef
 logger = logging.getLogger(__name__)
 
 _lock = threading.RLock()
-_session: "_Session | None" = None
+_session: _Session | None = None
 _task_ids = TaskIDFactory()
 _warned: set = set()
 _feasible_elsewhere: set = set()  # requests this node cannot meet but another node can
@@ -36,11 +36,28 @@ _log_handler_override = None  # set by shoal.util.output.set_log_handler
 _wait_listeners: list = []  # managed by shoal.util.output.add_wait_listener
 
 _IGNORED_INIT_OPTIONS = {
-    "include_dashboard", "dashboard_host", "dashboard_port", "configure_logging", "logging_level",
-    "logging_format", "logging_config", "job_config", "labels", "local_mode", "_temp_dir",
-    "_system_config", "_node_ip_address", "_redis_password", "enable_resource_isolation",
-    "_metrics_export_port", "_plasma_directory", "_enable_object_reconstruction", "storage",
-    "_memory", "runtime_env_config", "log_to_driver_level",
+    "include_dashboard",
+    "dashboard_host",
+    "dashboard_port",
+    "configure_logging",
+    "logging_level",
+    "logging_format",
+    "logging_config",
+    "job_config",
+    "labels",
+    "local_mode",
+    "_temp_dir",
+    "_system_config",
+    "_node_ip_address",
+    "_redis_password",
+    "enable_resource_isolation",
+    "_metrics_export_port",
+    "_plasma_directory",
+    "_enable_object_reconstruction",
+    "storage",
+    "_memory",
+    "runtime_env_config",
+    "log_to_driver_level",
 }
 
 
@@ -347,8 +364,7 @@ def put(value, *, _owner=None) -> ObjectRef:
     """
     if isinstance(value, ObjectRef):
         raise TypeError(
-            "Calling 'put' on an ObjectRef is not allowed. To store a reference, wrap it in a "
-            "list (shoal.put([ref]))."
+            "Calling 'put' on an ObjectRef is not allowed. To store a reference, wrap it in a list (shoal.put([ref]))."
         )
     client = _client_for_submit()
     return _put_serialized(client, serialization.serialize(value))

@@ -1,11 +1,11 @@
 """The `shoal` command: start, stop and inspect a cluster on this machine.
 
-    shoal start --head [--port P] [--num-cpus N] [--num-gpus N] [--resources JSON] [--object-store-memory BYTES] [--block]
-    shoal start --address HEAD:PORT [--token T] [...same options]
-    shoal status
-    shoal list nodes|workers|tasks|actors|objects|jobs|placement-groups [--filter KEY=VALUE] [--limit N]
-    shoal summary tasks|actors|objects
-    shoal stop
+shoal start --head [--port P] [--num-cpus N] [--num-gpus N] [--resources JSON] [--object-store-memory BYTES] [--block]
+shoal start --address HEAD:PORT [--token T] [...same options]
+shoal status
+shoal list nodes|workers|tasks|actors|objects|jobs|placement-groups [--filter KEY=VALUE] [--limit N]
+shoal summary tasks|actors|objects
+shoal stop
 """
 
 from __future__ import annotations
@@ -70,8 +70,15 @@ def _start(args: argparse.Namespace) -> int:
     )
     try:
         node = node_launcher.start_node(
-            total, store_bytes, None, node_ip=node_ip, embedded=args.block, tcp_port=args.port,
-            bind_host=bind_host, head_address=args.address, token=token,
+            total,
+            store_bytes,
+            None,
+            node_ip=node_ip,
+            embedded=args.block,
+            tcp_port=args.port,
+            bind_host=bind_host,
+            head_address=args.address,
+            token=token,
         )
     except (RuntimeError, TimeoutError) as exc:
         print(str(exc).strip(), file=sys.stderr)
@@ -91,7 +98,10 @@ def _start(args: argparse.Namespace) -> int:
         print(f"  token: {node.token}")
         print("To add a node from another machine:")
         print(f"  shoal start --address {node.tcp_address} --token {node.token}")
-        print(f"From another machine:  SHOAL_TOKEN={node.token} python -c \"import shoal; shoal.init(address='{node.tcp_address}')\"")
+        print(
+            f"From another machine:  SHOAL_TOKEN={node.token} python -c "
+            f"\"import shoal; shoal.init(address='{node.tcp_address}')\""
+        )
     print("Stop it with:  shoal stop")
     sys.stdout.flush()
     if not args.block:
@@ -199,6 +209,7 @@ def _print_table(rows: list, columns: list) -> None:
 
 def _list(args: argparse.Namespace) -> int:
     import shoal
+
     from .util import state
 
     filters = []
@@ -226,6 +237,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _summary(args: argparse.Namespace) -> int:
     import shoal
+
     from .util import state
 
     if not _connect_or_report():

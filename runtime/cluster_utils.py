@@ -59,8 +59,13 @@ class Cluster:
         shutdown_at_exit: Stop every node when this process exits.
     """
 
-    def __init__(self, initialize_head: bool = False, connect: bool = False, head_node_args: dict | None = None,
-                 shutdown_at_exit: bool = True):
+    def __init__(
+        self,
+        initialize_head: bool = False,
+        connect: bool = False,
+        head_node_args: dict | None = None,
+        shutdown_at_exit: bool = True,
+    ):
         self.head_node: ClusterNode | None = None
         self.worker_nodes: list[ClusterNode] = []
         self.connected = False
@@ -95,8 +100,12 @@ class Cluster:
         store_bytes = int(node_args.get("object_store_memory") or 256 * 1024 * 1024)
         head = self.head_node is None
         total = node_launcher.node_resources(
-            node_args.get("num_cpus", 1), node_args.get("num_gpus", 0), node_args.get("resources"),
-            store_bytes, "127.0.0.1", head=head,
+            node_args.get("num_cpus", 1),
+            node_args.get("num_gpus", 0),
+            node_args.get("resources"),
+            store_bytes,
+            "127.0.0.1",
+            head=head,
         )
         if head:
             self._port = _free_port()

@@ -19,19 +19,47 @@ import types
 from typing import Any
 
 __all__ = [
-    "RAY_EXCEPTION_TYPES", "ActorAlreadyExistsError", "ActorDiedError",
-    "ActorPlacementGroupRemoved", "ActorUnavailableError", "ActorUnschedulableError",
-    "AsyncioActorExit", "AuthenticationError", "CrossLanguageError", "GetTimeoutError",
-    "LocalRayletDiedError", "NodeDiedError", "ObjectFetchTimedOutError", "ObjectLostError",
-    "ObjectReconstructionFailedError", "ObjectReconstructionFailedLineageEvictedError",
-    "ObjectReconstructionFailedMaxAttemptsExceededError", "ObjectRefStreamEndOfStreamError",
-    "ObjectStoreFullError", "OufOfBandObjectRefSerializationException", "OutOfDiskError",
-    "OutOfMemoryError", "OwnerDiedError", "PendingCallsLimitExceeded",
-    "PlacementGroupSchedulingError", "PlasmaObjectNotAvailable", "RayActorError",
-    "RayCgraphCapacityExceeded", "RayChannelError", "RayChannelTimeoutError", "RayError",
-    "RaySystemError", "RayTaskError", "ReferenceCountingAssertionError", "RuntimeEnvSetupError",
-    "TaskCancelledError", "TaskPlacementGroupRemoved", "TaskUnschedulableError",
-    "UnserializableException", "WorkerCrashedError", "format_worker_death",
+    "RAY_EXCEPTION_TYPES",
+    "ActorAlreadyExistsError",
+    "ActorDiedError",
+    "ActorPlacementGroupRemoved",
+    "ActorUnavailableError",
+    "ActorUnschedulableError",
+    "AsyncioActorExit",
+    "AuthenticationError",
+    "CrossLanguageError",
+    "GetTimeoutError",
+    "LocalRayletDiedError",
+    "NodeDiedError",
+    "ObjectFetchTimedOutError",
+    "ObjectLostError",
+    "ObjectReconstructionFailedError",
+    "ObjectReconstructionFailedLineageEvictedError",
+    "ObjectReconstructionFailedMaxAttemptsExceededError",
+    "ObjectRefStreamEndOfStreamError",
+    "ObjectStoreFullError",
+    "OufOfBandObjectRefSerializationException",
+    "OutOfDiskError",
+    "OutOfMemoryError",
+    "OwnerDiedError",
+    "PendingCallsLimitExceeded",
+    "PlacementGroupSchedulingError",
+    "PlasmaObjectNotAvailable",
+    "RayActorError",
+    "RayCgraphCapacityExceeded",
+    "RayChannelError",
+    "RayChannelTimeoutError",
+    "RayError",
+    "RaySystemError",
+    "RayTaskError",
+    "ReferenceCountingAssertionError",
+    "RuntimeEnvSetupError",
+    "TaskCancelledError",
+    "TaskPlacementGroupRemoved",
+    "TaskUnschedulableError",
+    "UnserializableException",
+    "WorkerCrashedError",
+    "format_worker_death",
 ]
 
 
@@ -65,10 +93,9 @@ def _with_hint(message: str | None, hint: str) -> str:
 # Frames from these folders are the runtime's own plumbing; they are hidden from messages
 # (the raw text stays in `traceback_str`).
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_INTERNAL_FRAME_MARKERS = tuple({
-    os.path.join(root, "_core") + os.sep
-    for root in (os.sep + "shoal", _HERE, os.path.realpath(_HERE))
-})
+_INTERNAL_FRAME_MARKERS = tuple(
+    {os.path.join(root, "_core") + os.sep for root in (os.sep + "shoal", _HERE, os.path.realpath(_HERE))}
+)
 
 
 def _drop_internal_frames(lines: list[str]) -> list[str]:
@@ -130,9 +157,7 @@ class RayTaskError(RayError):
         if isinstance(cause, RayTaskError):
             traceback_str = _fold_inner_failure(function_name, traceback_str, cause)
             cause = cause.cause
-        super().__init__(
-            function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id
-        )
+        super().__init__(function_name, traceback_str, cause, proctitle, pid, ip, actor_repr, actor_id)
         self.function_name = function_name
         self.traceback_str = traceback_str
         self.cause = cause
@@ -196,8 +221,16 @@ class RayTaskError(RayError):
     def __reduce__(self):
         # The cause is pickled so that loading it never calls its __init__, and a generated
         # class is rebuilt from the cause's class rather than looked up by name.
-        fields = (self.function_name, self.traceback_str, _PortableException(self.cause),
-                  self.proctitle, self.pid, self.ip, self.actor_repr, self.actor_id)
+        fields = (
+            self.function_name,
+            self.traceback_str,
+            _PortableException(self.cause),
+            self.proctitle,
+            self.pid,
+            self.ip,
+            self.actor_repr,
+            self.actor_id,
+        )
         extra = {k: v for k, v in self.__dict__.items() if k not in _TASK_ERROR_FIELDS}
         cls = None if type(self).__dict__.get("_generated") else type(self)
         return (_restore_task_error, (cls, fields, extra))
@@ -222,14 +255,10 @@ def _fold_inner_failure(function_name: str, outer_tb: str, inner: RayTaskError) 
     outer_tb = outer_tb.rstrip()
     if outer_tb:
         link = (
-            f"Task {function_name!r} failed because task {inner.function_name!r}, "
-            "whose result it waited for, failed:"
+            f"Task {function_name!r} failed because task {inner.function_name!r}, whose result it waited for, failed:"
         )
     else:
-        link = (
-            f"An argument of task {function_name!r} is the result of task "
-            f"{inner.function_name!r}, which failed:"
-        )
+        link = f"An argument of task {function_name!r} is the result of task {inner.function_name!r}, which failed:"
     return "\n".join(part for part in (outer_tb, link, inner_text) if part)
 
 
@@ -359,7 +388,8 @@ class TaskCancelledError(RayError):
     def __init__(self, task_id: Any = None, error_message: str | None = None) -> None:
         if error_message is None:
             error_message = (
-                f"Task {task_id} was cancelled." if task_id is not None
+                f"Task {task_id} was cancelled."
+                if task_id is not None
                 else "This task or one of its dependencies was cancelled."
             )
         super().__init__(error_message)
@@ -390,18 +420,22 @@ class UnserializableException(RayError):
 
 _SIGNAL_CAUSES = {
     "SIGKILL": "the system ran out of memory and the kernel's OOM killer chose this process, "
-               "or something sent it SIGKILL (kill -9)",
-    "SIGSEGV": "a crash in native code (a bug in a C extension or library, or a stack "
-               "overflow from deep recursion)",
+    "or something sent it SIGKILL (kill -9)",
+    "SIGSEGV": "a crash in native code (a bug in a C extension or library, or a stack overflow from deep recursion)",
     "SIGABRT": "native code aborted (a failed C/C++ assertion or a memory-corruption check)",
-    "SIGTERM": "something asked it to stop: a shutdown, a job scheduler, a container limit "
-               "or a user",
+    "SIGTERM": "something asked it to stop: a shutdown, a job scheduler, a container limit or a user",
     "SIGXCPU": "a CPU-time or file-size limit (ulimit) was exceeded",
     "SIGPIPE": "it wrote to a pipe or socket whose other end was closed",
 }
-for _alias, _same in (("SIGBUS", "SIGSEGV"), ("SIGILL", "SIGSEGV"), ("SIGFPE", "SIGSEGV"),
-                      ("SIGINT", "SIGTERM"), ("SIGHUP", "SIGTERM"), ("SIGQUIT", "SIGTERM"),
-                      ("SIGXFSZ", "SIGXCPU")):
+for _alias, _same in (
+    ("SIGBUS", "SIGSEGV"),
+    ("SIGILL", "SIGSEGV"),
+    ("SIGFPE", "SIGSEGV"),
+    ("SIGINT", "SIGTERM"),
+    ("SIGHUP", "SIGTERM"),
+    ("SIGQUIT", "SIGTERM"),
+    ("SIGXFSZ", "SIGXCPU"),
+):
     _SIGNAL_CAUSES[_alias] = _SIGNAL_CAUSES[_same]
 _UNKNOWN_DEATH_CAUSES = "an out-of-memory kill, os._exit() or a crash in native code"
 
@@ -437,9 +471,7 @@ def format_worker_death(
     if signal_number is not None:
         name = _signal_name(int(signal_number))
         how = f": killed by signal {int(signal_number)}" + (f" ({name})" if name else "")
-        causes = _SIGNAL_CAUSES.get(
-            name or "", "another process or a resource limit sent it this signal"
-        )
+        causes = _SIGNAL_CAUSES.get(name or "", "another process or a resource limit sent it this signal")
     elif exitcode is not None:
         how = f": it exited with code {exitcode}"
         if exitcode == 0:
@@ -490,9 +522,7 @@ class NodeDiedError(RayError):
     """
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(_with_hint(
-            message, "The node this task ran on died. Tasks with retries left run elsewhere."
-        ))
+        super().__init__(_with_hint(message, "The node this task ran on died. Tasks with retries left run elsewhere."))
 
 
 class OutOfMemoryError(RayError):
@@ -503,14 +533,17 @@ class OutOfMemoryError(RayError):
     """
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(_with_hint(
-            message,
-            "The node was running out of memory, so the task was killed. Use less memory per "
-            "task, run fewer tasks per node (request more memory or CPUs per task), or add nodes.",
-        ))
+        super().__init__(
+            _with_hint(
+                message,
+                "The node was running out of memory, so the task was killed. Use less memory per "
+                "task, run fewer tasks per node (request more memory or CPUs per task), or add nodes.",
+            )
+        )
 
 
 # --------------------------------------------------------------------------- actor errors
+
 
 class RayActorError(RayError):
     """An actor could not run a method: it died, or it is unavailable for now.
@@ -524,9 +557,13 @@ class RayActorError(RayError):
         preempted: Whether the actor's node was preempted.
     """
 
-    def __init__(self, actor_id: str | None = None,
-                 error_msg: str = "The actor failed before finishing this task.",
-                 actor_init_failed: bool = False, preempted: bool = False) -> None:
+    def __init__(
+        self,
+        actor_id: str | None = None,
+        error_msg: str = "The actor failed before finishing this task.",
+        actor_init_failed: bool = False,
+        preempted: bool = False,
+    ) -> None:
         super().__init__(error_msg)
         self.actor_id = actor_id
         self.error_msg = error_msg
@@ -581,9 +618,14 @@ class ActorDiedError(RayActorError):
             text = f"{who} died because its constructor raised an error:\n{task_error}"
         else:
             lines = ["The actor died unexpectedly before finishing this task."]
-            for label, value in (("class_name", class_name), ("actor_id", actor_id),
-                                 ("pid", pid), ("name", name), ("namespace", namespace),
-                                 ("ip", ip)):
+            for label, value in (
+                ("class_name", class_name),
+                ("actor_id", actor_id),
+                ("pid", pid),
+                ("name", name),
+                ("namespace", namespace),
+                ("ip", ip),
+            ):
                 if value not in (None, ""):
                     lines.append(f"\t{label}: {value}")
             if detail:
@@ -610,8 +652,7 @@ class ActorUnavailableError(RayActorError):
         which = f"The actor {actor_id}" if actor_id else "The actor"
         super().__init__(
             actor_id,
-            f"{which} is unavailable: {error_message}. The call may or may not have run; "
-            "calls made later may succeed.",
+            f"{which} is unavailable: {error_message}. The call may or may not have run; calls made later may succeed.",
         )
 
 
@@ -651,6 +692,7 @@ class PendingCallsLimitExceeded(RayError):
 
 
 # --------------------------------------------------------------------------- scheduling
+
 
 class TaskUnschedulableError(RayError):
     """The task can never be scheduled, for example its placement target is gone.
@@ -709,6 +751,7 @@ class RuntimeEnvSetupError(RayError):
 
 # --------------------------------------------------------------------------- system errors
 
+
 class RaySystemError(RayError):
     """The runtime itself failed (a lost connection, a dead service).
 
@@ -757,6 +800,7 @@ class ObjectRefStreamEndOfStreamError(RayError):
 
 # --------------------------------------------------------------------------- objects
 
+
 class ObjectStoreFullError(RayError):
     """The object store is full of objects still in use and nothing can be evicted.
 
@@ -765,11 +809,13 @@ class ObjectStoreFullError(RayError):
     """
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(_with_hint(
-            message,
-            "The object store is full of objects that are still referenced. Drop references "
-            "you no longer need (`del ref`), or give the store more memory.",
-        ))
+        super().__init__(
+            _with_hint(
+                message,
+                "The object store is full of objects that are still referenced. Drop references "
+                "you no longer need (`del ref`), or give the store more memory.",
+            )
+        )
 
 
 class OutOfDiskError(RayError):
@@ -780,11 +826,13 @@ class OutOfDiskError(RayError):
     """
 
     def __init__(self, message: str | None = None) -> None:
-        super().__init__(_with_hint(
-            message,
-            "The object cannot be stored: the object store is full and the local disk used "
-            "for spilling is over capacity. Free disk space or drop object references.",
-        ))
+        super().__init__(
+            _with_hint(
+                message,
+                "The object cannot be stored: the object store is full and the local disk used "
+                "for spilling is over capacity. Free disk space or drop object references.",
+            )
+        )
 
 
 class PlasmaObjectNotAvailable(RayError):
@@ -813,13 +861,15 @@ class ObjectLostError(RayError):
         call_site: Where the ObjectRef was created, if recorded.
     """
 
-    def __init__(self, object_ref_hex: str, owner_address: str | None = None,
-                 call_site: str | None = None) -> None:
+    def __init__(self, object_ref_hex: str, owner_address: str | None = None, call_site: str | None = None) -> None:
         self.object_ref_hex = object_ref_hex
         self.owner_address = owner_address
         self.call_site = call_site
-        where = (f" The ObjectRef was created at:\n  {call_site}" if call_site
-                 else " (Where its ObjectRef was created was not recorded.)")
+        where = (
+            f" The ObjectRef was created at:\n  {call_site}"
+            if call_site
+            else " (Where its ObjectRef was created was not recorded.)"
+        )
         super().__init__(f"Failed to retrieve object {object_ref_hex}.{where}\n\n{self._reason()}")
 
     def _reason(self) -> str:
@@ -889,6 +939,5 @@ class ObjectReconstructionFailedLineageEvictedError(ObjectLostError):
 
 
 RAY_EXCEPTION_TYPES = [
-    cls for cls in map(globals().get, __all__)
-    if isinstance(cls, type) and issubclass(cls, RayError)
+    cls for cls in map(globals().get, __all__) if isinstance(cls, type) and issubclass(cls, RayError)
 ]

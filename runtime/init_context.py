@@ -60,7 +60,9 @@ class RayContext(dict):
 
             try:
                 client = api._session.client
-                reply = client.request(lambda request_id: ClusterInfoRequest(request_id), timeout_s=REPR_QUERY_TIMEOUT_S)
+                reply = client.request(
+                    lambda request_id: ClusterInfoRequest(request_id), timeout_s=REPR_QUERY_TIMEOUT_S
+                )
             except Exception:  # a repr must never raise; fall back to what init recorded
                 reply = None
             if reply is not None:
@@ -89,7 +91,8 @@ class RayContext(dict):
             ("connect from another process", f'shoal.init(address="{_connect_address(address)}")'),
         ]
         custom = sorted(
-            name for name in totals
+            name
+            for name in totals
             if name not in ("CPU", "GPU", "memory", "object_store_memory") and not name.startswith("node:")
         )
         if custom:
@@ -117,9 +120,8 @@ class RayContext(dict):
 
     def _repr_html_(self) -> str:
         body = "".join(
-            "<tr><td style='text-align:left'><b>{}</b></td><td style='text-align:left'>{}</td></tr>".format(
-                html.escape(label), _html_value(label, value)
-            )
+            f"<tr><td style='text-align:left'><b>{html.escape(label)}</b></td>"
+            f"<td style='text-align:left'>{_html_value(label, value)}</td></tr>"
             for label, value in self.rows()
         )
         return (
@@ -146,7 +148,7 @@ def _code_spans(text: str) -> str:
 def _connect_address(endpoint: str) -> str:
     """The address another process passes to `shoal.init`: host:port for TCP, else as given."""
     if endpoint.startswith("tcp://"):
-        return endpoint[len("tcp://"):]
+        return endpoint[len("tcp://") :]
     return endpoint or "auto"
 
 
@@ -161,4 +163,3 @@ def _bytes(size_bytes) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1024
     return f"{size:.2f} GiB"
-

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,9 @@ def _runtime_env(value) -> str | None:
         return f"unknown runtime_env fields {sorted(unknown)}"
     env_vars = value.get("env_vars")
     if env_vars is not None:
-        if not isinstance(env_vars, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()):
+        if not isinstance(env_vars, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env_vars.items()
+        ):
             return "runtime_env['env_vars'] must be a dict of str to str"
     return None
 
@@ -113,7 +116,9 @@ TASK_OPTIONS: dict[str, Option] = {
 ACTOR_OPTIONS: dict[str, Option] = {
     **_COMMON_OPTIONS,
     "namespace": Option((str,)),
-    "lifetime": Option((str,), lambda v: None if v in (None, "detached", "non_detached") else "must be 'detached' or None"),
+    "lifetime": Option(
+        (str,), lambda v: None if v in (None, "detached", "non_detached") else "must be 'detached' or None"
+    ),
     "get_if_exists": Option((bool,)),
     "max_restarts": Option((int,), _max_retries),
     "max_task_retries": Option((int,), _max_retries),
@@ -146,11 +151,17 @@ def validate(options: dict, table: dict[str, Option], what: str) -> dict:
             if option.types == _NUMBER or int in option.types:
                 raise TypeError(f"option {name!r} for {what} must be {_type_names(option.types)}, got bool")
         if not isinstance(value, option.types):
-            raise TypeError(f"option {name!r} for {what} must be {_type_names(option.types)}, got {type(value).__name__}")
+            raise TypeError(
+                f"option {name!r} for {what} must be {_type_names(option.types)}, got {type(value).__name__}"
+            )
         if option.check is not None:
             problem = option.check(value)
             if problem:
-                raise ValueError(f"option {name!r} for {what} {problem}" if not problem.startswith(("use", "resource", "unknown", "runtime_env")) else f"option {name!r} for {what}: {problem}")
+                raise ValueError(
+                    f"option {name!r} for {what} {problem}"
+                    if not problem.startswith(("use", "resource", "unknown", "runtime_env"))
+                    else f"option {name!r} for {what}: {problem}"
+                )
     return options
 
 

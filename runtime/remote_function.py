@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 
-from . import api, options as option_table
+from . import api
+from . import options as option_table
 from ._core import serialization, task_context
 from ._core.config import INLINE_OBJECT_MAX_BYTES
 from ._core.protocol import TaskSpec
@@ -45,7 +46,7 @@ class RemoteFunction:
         """Run the function as a task; returns an ObjectRef (or a list for num_returns > 1)."""
         return self._submit(args, kwargs, self._options, self._prepare())
 
-    def options(self, **task_options) -> "_BoundOptions":
+    def options(self, **task_options) -> _BoundOptions:
         """Override task options for the calls made through the returned object."""
         option_table.validate(task_options, option_table.TASK_OPTIONS, f"remote function {self._function.__qualname__}")
         merged = {**self._options, **task_options}
@@ -205,4 +206,3 @@ def _notify_submitted(task_id: bytes) -> None:
 def _parent_task_id() -> bytes | None:
     spec = task_context.current_spec()
     return spec.task_id if spec is not None else None
-

@@ -7,7 +7,8 @@ holds, and when it never does it fails with what `describe()` says about the sta
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

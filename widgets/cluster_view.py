@@ -59,7 +59,10 @@ def _node_usage(row: dict) -> NodeUsage:
         cpu=_used(total, available, "CPU"),
         gpu=_used(total, available, "GPU"),
         memory_bytes=_used(total, available, "memory"),
-        object_store_bytes=(float(row.get("object_store_used_bytes", 0)), float(row.get("object_store_total_bytes", 0))),
+        object_store_bytes=(
+            float(row.get("object_store_used_bytes", 0)),
+            float(row.get("object_store_total_bytes", 0)),
+        ),
     )
 
 

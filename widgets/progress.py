@@ -144,7 +144,7 @@ class WaitProgress(ipywidgets.HBox):
             text += f" (waiting for {self.num_returns})"
         return f"{text}, {self.elapsed_s:.0f} s"
 
-    def summary(self, outcome: str, ready: int, elapsed_s: float) -> "WaitSummary":
+    def summary(self, outcome: str, ready: int, elapsed_s: float) -> WaitSummary:
         """The static line for a wait that ended with `outcome` ("done", "error", ...)."""
         if self.elapsed_only:
             what = f"{self.description}: {_OUTCOME_WORDS.get(outcome, outcome)} after {elapsed_s:.1f} s"

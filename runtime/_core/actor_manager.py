@@ -194,7 +194,9 @@ class ActorManager:
                 value = self.service.make_error_value(
                     "actor_died", task_record.spec, {"message": "The actor does not exist in this cluster."}
                 )
-            self.service._finish_with_values(task_record, [value] * task_record.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
+            self.service._finish_with_values(
+                task_record, [value] * task_record.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED"
+            )
             return False
         record.queue.append(task_record.spec.task_id)
         return True
@@ -300,7 +302,7 @@ class ActorManager:
 
     def _fail_or_retry_inflight(self, record: ActorRecord, pid: int, code: int) -> None:
         retry = []
-        for task_id, task in list(record.inflight.items()):
+        for task in list(record.inflight.values()):
             if task.state == "DONE":
                 continue
             allowed = record.spec.max_task_retries
@@ -310,7 +312,9 @@ class ActorManager:
                 value = self.service.make_error_value(
                     "actor_unavailable", task.spec, {"message": self._death_message(record, pid, code, restarting=True)}
                 )
-                self.service._finish_with_values(task, [value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_UNAVAILABLE")
+                self.service._finish_with_values(
+                    task, [value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_UNAVAILABLE"
+                )
         record.inflight.clear()
         for task in reversed(retry):
             task.spec = dataclasses.replace(task.spec, attempt=task.spec.attempt + 1)
@@ -334,7 +338,9 @@ class ActorManager:
             pid, code = exit_info if exit_info else (None, None)
             spec = record.spec.creation
             record.death_value = self.service.make_error_value(
-                "actor_died", spec, {"message": self._death_message(record, pid, code), "actor_id": record.spec.actor_id.hex()}
+                "actor_died",
+                spec,
+                {"message": self._death_message(record, pid, code), "actor_id": record.spec.actor_id.hex()},
             )
         if record.worker_id is not None:
             self.by_worker.pop(record.worker_id, None)
@@ -344,7 +350,9 @@ class ActorManager:
         record.queue.clear()
         for task in doomed:
             if task.state != "DONE":
-                self.service._finish_with_values(task, [record.death_value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
+                self.service._finish_with_values(
+                    task, [record.death_value] * task.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED"
+                )
         if record.spec.name and self.named.get((record.spec.namespace, record.spec.name)) == record.spec.actor_id:
             del self.named[(record.spec.namespace, record.spec.name)]
             self.service.announce_name(record.spec, alive=False)

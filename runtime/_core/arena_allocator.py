@@ -115,9 +115,7 @@ class _HoleIndex:
                 next_chunk, next_index = chunk + 1, 0
         else:
             next_chunk, next_index = 0, 0
-        touches_next = (
-            next_chunk < len(self._starts) and self._starts[next_chunk][next_index] == end
-        )
+        touches_next = next_chunk < len(self._starts) and self._starts[next_chunk][next_index] == end
         if chunk >= 0 and starts[index] + sizes[index] == offset:
             merged_size = sizes[index] + size
             if touches_next:
@@ -194,9 +192,7 @@ class _HoleIndex:
             return
         self._starts[chunk].extend(self._starts[chunk + 1])
         self._sizes[chunk].extend(self._sizes[chunk + 1])
-        self._chunk_max_sizes[chunk] = max(
-            self._chunk_max_sizes[chunk], self._chunk_max_sizes[chunk + 1]
-        )
+        self._chunk_max_sizes[chunk] = max(self._chunk_max_sizes[chunk], self._chunk_max_sizes[chunk + 1])
         self._drop_chunk(chunk + 1)
 
     def _drop_chunk(self, chunk: int) -> None:
@@ -247,8 +243,7 @@ class ArenaAllocator:
             raise ValueError(f"alignment must be a positive power of two, got {alignment}")
         if capacity_bytes < 0 or capacity_bytes % alignment:
             raise ValueError(
-                f"capacity_bytes must be a non-negative multiple of alignment ({alignment}), "
-                f"got {capacity_bytes}"
+                f"capacity_bytes must be a non-negative multiple of alignment ({alignment}), got {capacity_bytes}"
             )
         self._capacity_bytes = capacity_bytes
         self._alignment = alignment

@@ -43,12 +43,18 @@ class ArenaStore:
             self._spill = SpillDirectory(self.spill_path)
         return self._spill
 
-    def allocate(self, client_id: bytes, size_bytes: int, objects: ObjectDirectory) -> tuple[int, FreeActions, str | None]:
+    def allocate(
+        self, client_id: bytes, size_bytes: int, objects: ObjectDirectory
+    ) -> tuple[int, FreeActions, str | None]:
         """Returns (offset or -1, frees to apply, error message); error None with -1: full."""
         if size_bytes > self.capacity_bytes:
-            return -1, FreeActions(), (
-                f"object of {size_bytes} bytes is larger than the object store "
-                f"({self.capacity_bytes} bytes); start shoal with a larger object_store_memory"
+            return (
+                -1,
+                FreeActions(),
+                (
+                    f"object of {size_bytes} bytes is larger than the object store "
+                    f"({self.capacity_bytes} bytes); start shoal with a larger object_store_memory"
+                ),
             )
         offset = self._allocate_spilling(size_bytes, objects)
         if offset is None:

@@ -85,7 +85,11 @@ def handshake_refused(monitor) -> bool:
 
     refused = {
         getattr(zmq, name)
-        for name in ("EVENT_HANDSHAKE_FAILED_AUTH", "EVENT_HANDSHAKE_FAILED_PROTOCOL", "EVENT_HANDSHAKE_FAILED_NO_DETAIL")
+        for name in (
+            "EVENT_HANDSHAKE_FAILED_AUTH",
+            "EVENT_HANDSHAKE_FAILED_PROTOCOL",
+            "EVENT_HANDSHAKE_FAILED_NO_DETAIL",
+        )
         if hasattr(zmq, name)
     }
     while monitor.poll(0):

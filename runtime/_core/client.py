@@ -22,13 +22,13 @@ import queue
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import zmq
 
 from . import config, lifecycle, protocol
-from .local_objects import LocalObjects
 from .ids import TaskIDFactory
+from .local_objects import LocalObjects
 from .protocol import TaskResult, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,12 @@ class _Reply:
 
 class CoreClient:
     def __init__(
-        self, endpoint: str, kind: str, client_id: bytes | None = None, namespace: str | None = None, token: str | None = None
+        self,
+        endpoint: str,
+        kind: str,
+        client_id: bytes | None = None,
+        namespace: str | None = None,
+        token: str | None = None,
     ):
         self.endpoint = endpoint
         self.token = token
@@ -137,7 +142,7 @@ class CoreClient:
             self.arena = SharedArena.attach(pid, fd, capacity)
         return reply
 
-    def _await_registration(self, registered: "_Reply", monitor, timeout_s: float):
+    def _await_registration(self, registered: _Reply, monitor, timeout_s: float):
         """Wait for the node manager's answer; over TCP, fail fast if the token is refused."""
         if monitor is None:
             return registered.value if registered.event.wait(timeout_s) else None
@@ -257,7 +262,9 @@ class CoreClient:
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._wake_fd, zmq.POLLIN)
         # Registering on the receive socket tells the node manager where replies go.
-        self.socket.send(protocol.encode(protocol.RegisterClient(self.client_id, os.getpid(), self.kind, self.namespace)))
+        self.socket.send(
+            protocol.encode(protocol.RegisterClient(self.client_id, os.getpid(), self.kind, self.namespace))
+        )
         check_at = time.monotonic() + KEEPALIVE_INTERVAL_S
         try:
             while not self._closing:

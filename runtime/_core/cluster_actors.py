@@ -30,15 +30,17 @@ class ClusterActors:
         self.actor_waiting: dict[bytes, list] = {}  # calls waiting to learn where their actor runs
         self.name_lookups: dict[int, tuple] = {}  # request id -> (client id, its request id)
         self._lookup_ids = 0
-        self._peer_handlers.update({
-            protocol.ForwardActor: self._on_forward_actor,
-            protocol.LocateActors: self._on_locate_actors,
-            protocol.ActorLocation: self._on_actor_location,
-            protocol.KillActor: lambda node, message: self._kill_actor(message),
-            protocol.GetActor: self._on_peer_get_actor,
-            protocol.ActorReply: self._on_peer_actor_reply,
-            protocol.RegisterActorName: self._on_register_actor_name,
-        })
+        self._peer_handlers.update(
+            {
+                protocol.ForwardActor: self._on_forward_actor,
+                protocol.LocateActors: self._on_locate_actors,
+                protocol.ActorLocation: self._on_actor_location,
+                protocol.KillActor: lambda node, message: self._kill_actor(message),
+                protocol.GetActor: self._on_peer_get_actor,
+                protocol.ActorReply: self._on_peer_actor_reply,
+                protocol.RegisterActorName: self._on_register_actor_name,
+            }
+        )
         self.remote_names: dict[tuple, tuple] = {}  # head: (namespace, name) -> (actor id, handle meta)
 
     # -- placement (the owner) ------------------------------------------------------------
@@ -71,19 +73,28 @@ class ClusterActors:
         dead = record.state == "DEAD"
         if record.origin is not None:
             if self.cluster.is_alive(record.origin):
-                self._send_peer(record.origin, protocol.ActorLocation(
-                    spec.actor_id, b"" if dead else self.node_id, record.state, record.num_restarts,
-                    record.death_value if dead else None,
-                ))
+                self._send_peer(
+                    record.origin,
+                    protocol.ActorLocation(
+                        spec.actor_id,
+                        b"" if dead else self.node_id,
+                        record.state,
+                        record.num_restarts,
+                        record.death_value if dead else None,
+                    ),
+                )
             return
         if record.state == "PENDING_CREATION":
             return  # callers hear again once it is placed
         host = b"" if dead else (record.node or self.node_id)
         for node in list(record.watchers):
             if self.cluster.is_alive(node):
-                self._send_peer(node, protocol.ActorLocation(
-                    spec.actor_id, host, record.state, record.num_restarts, record.death_value if dead else None
-                ))
+                self._send_peer(
+                    node,
+                    protocol.ActorLocation(
+                        spec.actor_id, host, record.state, record.num_restarts, record.death_value if dead else None
+                    ),
+                )
 
     # -- hosting (the chosen node) --------------------------------------------------------
 
@@ -91,8 +102,9 @@ class ClusterActors:
         existing = self.actors.actors.get(message.spec.actor_id)
         if existing is not None and existing.state != "DEAD":
             return
-        self.actors.admit(message.spec, restarts_left=message.restarts_left,
-                          num_restarts=message.num_restarts, origin=node_id)
+        self.actors.admit(
+            message.spec, restarts_left=message.restarts_left, num_restarts=message.num_restarts, origin=node_id
+        )
 
     # -- callers --------------------------------------------------------------------------
 
@@ -109,7 +121,9 @@ class ClusterActors:
             return False
         death = self.actor_deaths.get(actor_id)
         if death is not None:
-            self._finish_with_values(record, [death] * record.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
+            self._finish_with_values(
+                record, [death] * record.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED"
+            )
             return True
         node = self.actor_nodes.get(actor_id)
         if node is not None and self.cluster.is_alive(node) and actor_id not in self.actor_waiting:
@@ -125,10 +139,17 @@ class ClusterActors:
         waiting.append(record.spec.task_id)
         if len(waiting) == 1:
             if not self.cluster.is_alive(owner):
-                self._actor_gone(actor_id, self.make_error_value("actor_died", record.spec, {
-                    "message": f"The actor's owner (node {owner.hex()}) died, and the actor with it.",
-                    "actor_id": actor_id.hex(),
-                }))
+                self._actor_gone(
+                    actor_id,
+                    self.make_error_value(
+                        "actor_died",
+                        record.spec,
+                        {
+                            "message": f"The actor's owner (node {owner.hex()}) died, and the actor with it.",
+                            "actor_id": actor_id.hex(),
+                        },
+                    ),
+                )
             else:
                 self._send_peer(owner, protocol.LocateActors([actor_id]))
         return True
@@ -137,14 +158,21 @@ class ClusterActors:
         for actor_id in message.actor_ids:
             record = self.actors.actors.get(actor_id)
             if record is None:
-                error = self.make_error_value("actor_died", None, {
-                    "message": "The actor does not exist in this cluster.", "actor_id": actor_id.hex(),
-                })
+                error = self.make_error_value(
+                    "actor_died",
+                    None,
+                    {
+                        "message": "The actor does not exist in this cluster.",
+                        "actor_id": actor_id.hex(),
+                    },
+                )
                 self._send_peer(node_id, protocol.ActorLocation(actor_id, b"", "DEAD", 0, error))
                 continue
             record.watchers.add(node_id)
             if record.state == "DEAD":
-                self._send_peer(node_id, protocol.ActorLocation(actor_id, b"", "DEAD", record.num_restarts, record.death_value))
+                self._send_peer(
+                    node_id, protocol.ActorLocation(actor_id, b"", "DEAD", record.num_restarts, record.death_value)
+                )
             elif record.state != "PENDING_CREATION":
                 host = record.node or self.node_id
                 self._send_peer(node_id, protocol.ActorLocation(actor_id, host, record.state, record.num_restarts))
@@ -182,7 +210,9 @@ class ClusterActors:
         for task_id in self.actor_waiting.pop(actor_id, []):
             call = self.tasks.get(task_id)
             if call is not None and call.state != "DONE":
-                self._finish_with_values(call, [death] * call.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED")
+                self._finish_with_values(
+                    call, [death] * call.spec.num_returns, copy_from_error=True, error_type="ACTOR_DIED"
+                )
 
     def actor_call_lost(self, record, node_id: bytes) -> None:
         """The node running this call died: retry it where the actor comes back, or fail it."""
@@ -192,11 +222,15 @@ class ClusterActors:
         record.node = None
         allowed = record.retries_left
         if record.cancelled or allowed == 0:
-            self._finish_with_error(record, "actor_unavailable", {
-                "message": f"The node running this actor call ({node_id.hex()}) died before it finished; "
-                "calls are retried only with max_task_retries.",
-                "actor_id": actor_id.hex(),
-            })
+            self._finish_with_error(
+                record,
+                "actor_unavailable",
+                {
+                    "message": f"The node running this actor call ({node_id.hex()}) died before it finished; "
+                    "calls are retried only with max_task_retries.",
+                    "actor_id": actor_id.hex(),
+                },
+            )
             return
         if allowed > 0:
             record.retries_left -= 1
@@ -226,9 +260,12 @@ class ClusterActors:
         head = self.cluster_head_id()
         if self.is_head or head is None or not self.cluster.is_alive(head):
             return
-        self._send_peer(head, protocol.RegisterActorName(
-            spec.namespace, spec.name, spec.actor_id if alive else None, spec.handle_meta if alive else None
-        ))
+        self._send_peer(
+            head,
+            protocol.RegisterActorName(
+                spec.namespace, spec.name, spec.actor_id if alive else None, spec.handle_meta if alive else None
+            ),
+        )
 
     def _on_register_actor_name(self, node_id: bytes, message: protocol.RegisterActorName) -> None:
         key = (message.namespace, message.name)

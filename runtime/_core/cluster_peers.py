@@ -80,9 +80,18 @@ class ClusterPeers:
 
     def _self_info(self) -> NodeInfo:
         return NodeInfo(
-            self.node_id, getattr(self, "tcp_endpoint", ""), self.node_ip, dict(self.scheduler.total),
-            dict(self.scheduler.available), True, self.is_head, self.store.capacity_bytes,
-            self.store.used_bytes, len(self.worker_pids), time.monotonic(), self.started_at,
+            self.node_id,
+            getattr(self, "tcp_endpoint", ""),
+            self.node_ip,
+            dict(self.scheduler.total),
+            dict(self.scheduler.available),
+            True,
+            self.is_head,
+            self.store.capacity_bytes,
+            self.store.used_bytes,
+            len(self.worker_pids),
+            time.monotonic(),
+            self.started_at,
             data_endpoint=self.data_endpoint,
         )
 
@@ -91,10 +100,18 @@ class ClusterPeers:
         host, _, port = self.head_address.rpartition(":")
         socket = self.head_socket = self._dealer_to(f"tcp://{host}:{port}")
         monitor = socket.get_monitor_socket()
-        socket.send(protocol.encode(protocol.RegisterNode(
-            self.node_id, self.tcp_endpoint, self.node_ip, self.scheduler.total_dict(), self.store.capacity_bytes,
-            self.data_endpoint,
-        )))
+        socket.send(
+            protocol.encode(
+                protocol.RegisterNode(
+                    self.node_id,
+                    self.tcp_endpoint,
+                    self.node_ip,
+                    self.scheduler.total_dict(),
+                    self.store.capacity_bytes,
+                    self.data_endpoint,
+                )
+            )
+        )
         # The head answers through its own connection to our port, with the node table.
         deadline = time.monotonic() + timeout_s
         try:
@@ -219,11 +236,21 @@ class ClusterPeers:
             logger.warning("a node tried to register with a node that is not the head")
             return
         now = time.monotonic()
-        self.cluster.upsert(NodeInfo(
-            message.node_id, message.endpoint, message.node_ip, dict(to_shape(message.resources)),
-            dict(to_shape(message.resources)), True, False, message.object_store_bytes, last_seen=now,
-            started_at=time.time(), data_endpoint=message.data_endpoint,
-        ))
+        self.cluster.upsert(
+            NodeInfo(
+                message.node_id,
+                message.endpoint,
+                message.node_ip,
+                dict(to_shape(message.resources)),
+                dict(to_shape(message.resources)),
+                True,
+                False,
+                message.object_store_bytes,
+                last_seen=now,
+                started_at=time.time(),
+                data_endpoint=message.data_endpoint,
+            )
+        )
         self._tables_changed()
         logger.info("node %s joined from %s", message.node_id.hex(), message.endpoint)
         self._broadcast_table()
@@ -251,7 +278,11 @@ class ClusterPeers:
         if self.is_head:
             for info in self.cluster.peers():
                 if now - info.last_seen > self.config.node_timeout_s:
-                    logger.warning("node %s missed heartbeats for %.1f s: declaring it dead", info.node_id.hex(), now - info.last_seen)
+                    logger.warning(
+                        "node %s missed heartbeats for %.1f s: declaring it dead",
+                        info.node_id.hex(),
+                        now - info.last_seen,
+                    )
                     self._node_died(info.node_id)
             if len(self.cluster.nodes) > 1:
                 self._broadcast_table()
@@ -260,10 +291,17 @@ class ClusterPeers:
             logger.error("no word from the head for %.1f s: it is gone; stopping this node", now - self.last_table_at)
             self.running = False
             return
-        self._send_peer(self.cluster_head_id(), protocol.NodeHeartbeat(
-            self.node_id, dict(self.scheduler.total), dict(self.scheduler.available), self.store.used_bytes,
-            len(self.worker_pids), self.local_counts(),
-        ))
+        self._send_peer(
+            self.cluster_head_id(),
+            protocol.NodeHeartbeat(
+                self.node_id,
+                dict(self.scheduler.total),
+                dict(self.scheduler.available),
+                self.store.used_bytes,
+                len(self.worker_pids),
+                self.local_counts(),
+            ),
+        )
 
     # -- state API across nodes -----------------------------------------------------------
 
@@ -272,8 +310,12 @@ class ClusterPeers:
         self._state_query_ids += 1
         peers = [info.node_id for info in self.cluster.peers()]
         self.state_queries[self._state_query_ids] = {
-            "client": client_id, "request": message.request_id, "kind": message.kind, "rows": list(rows),
-            "waiting": set(peers), "deadline": time.monotonic() + 2.0,
+            "client": client_id,
+            "request": message.request_id,
+            "kind": message.kind,
+            "rows": list(rows),
+            "waiting": set(peers),
+            "deadline": time.monotonic() + 2.0,
         }
         for node in peers:
             self._send_peer(node, protocol.StateQuery(self._state_query_ids, message.kind))
@@ -391,10 +433,14 @@ class ClusterPeers:
             record.retries_left -= 1 if record.retries_left > 0 else 0
             self._requeue(record)
         else:
-            self._finish_with_error(record, "node_died", {
-                "message": f"Task {record.spec.function_name} was running on node {node_id.hex()}, which died, "
-                "and it has no retries left (max_retries)."
-            })
+            self._finish_with_error(
+                record,
+                "node_died",
+                {
+                    "message": f"Task {record.spec.function_name} was running on node {node_id.hex()}, which died, "
+                    "and it has no retries left (max_retries)."
+                },
+            )
 
     # -- placement ------------------------------------------------------------------------
 
@@ -582,9 +628,15 @@ class ClusterPeers:
             self._send_peer(owner, protocol.WatchObjects(ids))
 
     def _owner_lost(self, object_id: bytes, owner: bytes) -> None:
-        error = self.make_error_value("object_lost", None, {
-            "object_id": object_id.hex(), "reason": "owner_died", "owner": f"node {owner.hex()}",
-        })
+        error = self.make_error_value(
+            "object_lost",
+            None,
+            {
+                "object_id": object_id.hex(),
+                "reason": "owner_died",
+                "owner": f"node {owner.hex()}",
+            },
+        )
         self.watching.discard(object_id)
         self._publish(ObjectValue(object_id, error.data, -1, 0, True, []), None)
 
@@ -593,9 +645,15 @@ class ClusterPeers:
         for object_id in message.object_ids:
             entry = self.objects.get(object_id)
             if entry is None:
-                error = self.make_error_value("object_lost", None, {
-                    "object_id": object_id.hex(), "reason": "freed", "owner": f"node {self.node_id.hex()}",
-                })
+                error = self.make_error_value(
+                    "object_lost",
+                    None,
+                    {
+                        "object_id": object_id.hex(),
+                        "reason": "freed",
+                        "owner": f"node {self.node_id.hex()}",
+                    },
+                )
                 values.append(ObjectValue(object_id, error.data, -1, 0, True, []))
                 locations.append(b"")
             elif entry.ready:
@@ -627,4 +685,3 @@ class ClusterPeers:
             if location and location != self.node_id:
                 self.remote_objects[value.object_id] = bytes(location)
             self._publish(value, None)
-

@@ -68,11 +68,19 @@ class NodeInfo:
         }
 
     @classmethod
-    def from_row(cls, row: dict) -> "NodeInfo":
+    def from_row(cls, row: dict) -> NodeInfo:
         return cls(
-            bytes(row["node_id"]), row["endpoint"], row["node_ip"], dict(row["total"]), dict(row["available"]),
-            bool(row["alive"]), bool(row["is_head"]), int(row["object_store_bytes"]),
-            int(row["object_store_used_bytes"]), int(row["num_workers"]), started_at=float(row["started_at"]),
+            bytes(row["node_id"]),
+            row["endpoint"],
+            row["node_ip"],
+            dict(row["total"]),
+            dict(row["available"]),
+            bool(row["alive"]),
+            bool(row["is_head"]),
+            int(row["object_store_bytes"]),
+            int(row["object_store_used_bytes"]),
+            int(row["num_workers"]),
+            started_at=float(row["started_at"]),
             data_endpoint=str(row.get("data_endpoint", "")),
         )
 
@@ -184,6 +192,7 @@ class ClusterTable:
         """A peer to take work queued here that cannot start: one with room for `shape`, or one
         whose queue is shorter than its capacity (so it never waits a round trip for the next
         task). The most free CPU wins."""
+
         def room(info: NodeInfo) -> dict:
             return {name: info.available.get(name, 0) + total for name, total in info.total.items()}
 

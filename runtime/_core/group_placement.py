@@ -27,11 +27,13 @@ class GroupPlacement:
     def _init_group_placement(self) -> None:
         self.group_retry: list = []  # groups refused by a node: tried again at the next tick
         self.groups_hosted_for: dict[bytes, bytes] = {}  # group id -> owner node of bundles held here
-        self._peer_handlers.update({
-            protocol.ReserveBundles: self._on_reserve_bundles,
-            protocol.BundlesReserved: self._on_bundles_reserved,
-            protocol.ReleaseBundles: self._on_release_bundles,
-        })
+        self._peer_handlers.update(
+            {
+                protocol.ReserveBundles: self._on_reserve_bundles,
+                protocol.BundlesReserved: self._on_bundles_reserved,
+                protocol.ReleaseBundles: self._on_release_bundles,
+            }
+        )
 
     def _place_groups(self) -> None:
         table = self.placement_groups
@@ -68,7 +70,9 @@ class GroupPlacement:
         self._publish(ObjectValue(ready_object_id(record.placement_group_id), self._true_value, -1, 0, False, []), None)
 
     def _on_reserve_bundles(self, node_id: bytes, message: protocol.ReserveBundles) -> None:
-        ok = self.placement_groups.reserve_bundles(message.placement_group_id, dict(zip(message.indexes, message.bundles)))
+        ok = self.placement_groups.reserve_bundles(
+            message.placement_group_id, dict(zip(message.indexes, message.bundles))
+        )
         if ok:
             self.groups_hosted_for[message.placement_group_id] = node_id
         self._send_peer(node_id, protocol.BundlesReserved(message.placement_group_id, ok))
@@ -81,7 +85,11 @@ class GroupPlacement:
             return
         record.awaiting.discard(node_id)
         if not message.ok:
-            logger.info("node %s could not reserve bundles of group %s; trying again", node_id.hex(), record.name or record.placement_group_id.hex())
+            logger.info(
+                "node %s could not reserve bundles of group %s; trying again",
+                node_id.hex(),
+                record.name or record.placement_group_id.hex(),
+            )
             self._unreserve(record)
             record.state = PENDING
             self.group_retry.append(record.placement_group_id)
@@ -131,7 +139,11 @@ class GroupPlacement:
                 self.placement_groups.release_bundles(placement_group_id)
         for record in self.placement_groups.groups.values():
             if record.state in (CREATED, RESERVING) and node_id in record.assignment.values():
-                logger.warning("group %s lost bundles on node %s; placing it again", record.name or record.placement_group_id.hex(), node_id.hex())
+                logger.warning(
+                    "group %s lost bundles on node %s; placing it again",
+                    record.name or record.placement_group_id.hex(),
+                    node_id.hex(),
+                )
                 self._unreserve(record)
                 record.state = PENDING
                 self.placement_groups.pending.append(record.placement_group_id)

@@ -23,15 +23,15 @@ class BaseID(bytes):
     SIZE = 16
 
     @classmethod
-    def from_random(cls) -> "BaseID":
+    def from_random(cls) -> BaseID:
         return cls(os.urandom(cls.SIZE))
 
     @classmethod
-    def from_hex(cls, text: str) -> "BaseID":
+    def from_hex(cls, text: str) -> BaseID:
         return cls(bytes.fromhex(text))
 
     @classmethod
-    def nil(cls) -> "BaseID":
+    def nil(cls) -> BaseID:
         return cls(b"\xff" * cls.SIZE)
 
     def binary(self) -> bytes:

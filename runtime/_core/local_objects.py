@@ -85,7 +85,9 @@ class LocalObjects:
             # A location being given back stays pinned for the arrays still on it.
             self.locations[object_id] = PinnedLocation(value)
         if object_id not in self.values and self._wanted(object_id):
-            self.values[object_id] = ObjectValue(object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained)
+            self.values[object_id] = ObjectValue(
+                object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained
+            )
 
     def revoke(self, object_ids: list) -> None:
         """The node manager wants these pins back (to spill the objects)."""
@@ -189,7 +191,7 @@ class LocalObjects:
         location = self.locations.get(object_id)
         return location is not None and not location.give_back
 
-    def _unwatch(self, waiter: "_Waiter") -> None:
+    def _unwatch(self, waiter: _Waiter) -> None:
         for object_id in waiter.watching:
             watchers = self.waiters.get(object_id)
             if watchers is not None:
@@ -201,7 +203,7 @@ class LocalObjects:
                     del self.waiters[object_id]
         waiter.watching = ()
 
-    def _wait_on(self, waiter: "_Waiter", deadline: float | None) -> bool:
+    def _wait_on(self, waiter: _Waiter, deadline: float | None) -> bool:
         """Sleep until the waiter is satisfied or asked to rescan; False at the deadline."""
         while waiter.missing > 0 and not waiter.rescan:
             if self.closed_reason is not None:

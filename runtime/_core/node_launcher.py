@@ -219,7 +219,12 @@ def write_address(head: HeadProcess) -> None:
     os.makedirs(config.temp_root(), mode=0o700, exist_ok=True)
     with open(address_file(), "w") as handle:
         json.dump(
-            {"endpoint": head.endpoint, "pid": head.pid, "session_dir": head.session_dir, "tcp_address": head.tcp_address},
+            {
+                "endpoint": head.endpoint,
+                "pid": head.pid,
+                "session_dir": head.session_dir,
+                "tcp_address": head.tcp_address,
+            },
             handle,
         )
     os.chmod(address_file(), 0o600)
@@ -236,7 +241,12 @@ def read_address() -> HeadProcess | None:
     from . import auth
 
     return HeadProcess(
-        None, data["pid"], data["endpoint"], data["session_dir"], data.get("tcp_address"), auth.read_token(data["session_dir"])
+        None,
+        data["pid"],
+        data["endpoint"],
+        data["session_dir"],
+        data.get("tcp_address"),
+        auth.read_token(data["session_dir"]),
     )
 
 

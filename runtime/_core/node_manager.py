@@ -30,12 +30,12 @@ from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .cluster_actors import ClusterActors
 from .cluster_peers import PEER_SUFFIX, ClusterPeers
-from .group_placement import GroupPlacement
 from .cluster_table import LOCAL
+from .control_store import ControlStore
+from .group_placement import GroupPlacement
+from .object_directory import ObjectDirectory
 from .object_handlers import ObjectHandlers
 from .object_transfer import ObjectTransfer
-from .control_store import ControlStore
-from .object_directory import ObjectDirectory
 from .placement_groups import PlacementGroupTable, ready_object_id
 from .protocol import ObjectValue, TaskSpec
 from .scheduling import SchedulerState
@@ -470,7 +470,11 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self._send(
             client_id,
             protocol.RegisterClientReply(
-                self.node_id, self.session_dir, list(self.store.arena.describe()), self.resources, self.node_ip,
+                self.node_id,
+                self.session_dir,
+                list(self.store.arena.describe()),
+                self.resources,
+                self.node_ip,
                 os.getpid(),
             ),
         )
@@ -649,7 +653,9 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         functions: dict = {}
         self._add_function(worker_id, spec, functions)
         slot = self.scheduler.workers.get(worker_id)
-        self._send(worker_id, protocol.ExecuteTasks([protocol.TaskExec(spec, values, slot.gpu_ids if slot else [])], functions))
+        self._send(
+            worker_id, protocol.ExecuteTasks([protocol.TaskExec(spec, values, slot.gpu_ids if slot else [])], functions)
+        )
 
     def make_error_value(self, kind: str, spec: TaskSpec | None, details: dict | None) -> ObjectValue:
         return error_value(kind, spec, details)
@@ -724,8 +730,10 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             self.finished_count += 1
         self.finished_tasks.append(
             state_view.task_summary(
-                record, "FAILED" if failed else "FINISHED",
-                (error_type or "TASK_EXECUTION_EXCEPTION") if failed else None, time.time(),
+                record,
+                "FAILED" if failed else "FINISHED",
+                (error_type or "TASK_EXECUTION_EXCEPTION") if failed else None,
+                time.time(),
             )
         )
         record.state = DONE
@@ -736,7 +744,9 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         for index, value in enumerate(values):
             object_id = spec.task_id + (index + 1).to_bytes(4, "big")
             if copy_from_error or value.object_id != object_id:
-                value = ObjectValue(object_id, value.data, value.shm_offset, value.shm_size, value.is_error, value.contained)
+                value = ObjectValue(
+                    object_id, value.data, value.shm_offset, value.shm_size, value.is_error, value.contained
+                )
             self.store.sealed(value)
             returns.append(value)
         if record.origin is not None:
@@ -825,7 +835,6 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
     # -- objects ----------------------------------------------------------------------------
 
 
-
 def main(options: dict, template, template_options: dict) -> None:
     if options.get("parent_pid"):
         lifecycle.die_with_parent(signal.SIGTERM, expected_parent=options["parent_pid"])
@@ -842,7 +851,7 @@ def main(options: dict, template, template_options: dict) -> None:
         logger.exception("node manager failed to start")
         sys.stdout.write(f"FAILED {type(exc).__name__}: {exc}\n")
         sys.stdout.flush()
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     tcp = f" {service.tcp_endpoint}" if service.tcp_router is not None else ""
     sys.stdout.write(f"READY {service.endpoint}{tcp}\n")
     sys.stdout.flush()
@@ -850,4 +859,3 @@ def main(options: dict, template, template_options: dict) -> None:
         service.run()
     finally:
         service.close()
-

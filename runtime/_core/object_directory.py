@@ -43,7 +43,7 @@ class FreeActions:
     spill_paths: list = field(default_factory=list)
     freed_ids: list = field(default_factory=list)
 
-    def extend(self, other: "FreeActions") -> None:
+    def extend(self, other: FreeActions) -> None:
         self.arena_offsets += other.arena_offsets
         self.spill_paths += other.spill_paths
         self.freed_ids += other.freed_ids

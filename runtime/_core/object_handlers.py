@@ -68,7 +68,12 @@ class ObjectHandlers:
             self.store.sealed(value)
             self._publish(value, None)
             client = self.clients.get(client_id)
-            if value.data is None and client is not None and not client.remote and self.objects.get(value.object_id) is not None:
+            if (
+                value.data is None
+                and client is not None
+                and not client.remote
+                and self.objects.get(value.object_id) is not None
+            ):
                 self.objects.pin(client_id, value.object_id)  # the putter caches its location
 
     def _publish(self, value: ObjectValue, owner: bytes | None) -> None:
@@ -94,7 +99,9 @@ class ObjectHandlers:
         if value.object_id in self.remote_objects:
             # Stored on another node: the owner learns it is ready, and pulls it here on get.
             if owner is not None and owner in self.clients and owner not in subscribers:
-                marker = ObjectValue(value.object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained)
+                marker = ObjectValue(
+                    value.object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained
+                )
                 self._send(owner, protocol.ObjectsReady([marker]))
             return
         if owner is not None and owner in self.clients and owner not in subscribers:

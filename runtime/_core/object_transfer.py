@@ -310,9 +310,15 @@ class ObjectTransfer:
         kept = self.lineage.get(object_id[:-4])
         if kept is None:
             reason = "put" if object_id.endswith(b"\x00\x00\x00\x00") else "lineage"
-            error = self.make_error_value("object_lost", None, {
-                "object_id": object_id.hex(), "reason": reason, "owner": f"node {self.node_id.hex()}",
-            })
+            error = self.make_error_value(
+                "object_lost",
+                None,
+                {
+                    "object_id": object_id.hex(),
+                    "reason": reason,
+                    "owner": f"node {self.node_id.hex()}",
+                },
+            )
             self._publish(ObjectValue(object_id, error.data, -1, 0, True, []), None)
             return
         self._reconstruct(kept[0])

@@ -108,8 +108,12 @@ class PlacementGroupTable:
 
     def create(self, owner_id: bytes, message) -> PlacementGroupRecord:
         record = PlacementGroupRecord(
-            message.placement_group_id, message.name, [dict(b) for b in message.bundles],
-            message.strategy, message.lifetime, owner_id,
+            message.placement_group_id,
+            message.name,
+            [dict(b) for b in message.bundles],
+            message.strategy,
+            message.lifetime,
+            owner_id,
         )
         self.groups[record.placement_group_id] = record
         self.pending.append(record.placement_group_id)

@@ -2,8 +2,8 @@
 
 Every record is a frozen, slotted dataclass registered under a small integer kind. The codec
 packs a record as a msgpack array [kind, field, ...] in one pass; records nest (a SubmitTasks
-carries TaskSpecs) where the record's schema says so. User payloads (pickled functions, arguments and values) are opaque `bytes`
-fields: control processes forward them and never unpickle them.
+carries TaskSpecs) where the record's schema says so. User payloads (pickled functions, arguments
+and values) are opaque `bytes` fields: control processes forward them and never unpickle them.
 
 Requests are verb-noun (SubmitTasks), replies `<Request>Reply`, events past tense.
 """
@@ -33,7 +33,9 @@ def record(kind: int, nested: dict | None = None):
             raise RuntimeError(f"message kind {kind} registered twice")
         cls.KIND = kind
         cls.FIELDS = tuple(f.name for f in fields(cls))
-        cls.GETTER = operator.attrgetter(*cls.FIELDS) if len(cls.FIELDS) > 1 else (lambda m, n=cls.FIELDS[0]: (getattr(m, n),))
+        cls.GETTER = (
+            operator.attrgetter(*cls.FIELDS) if len(cls.FIELDS) > 1 else (lambda m, n=cls.FIELDS[0]: (getattr(m, n),))
+        )
         schema = []
         for name, target in (nested or {}).items():
             many = isinstance(target, list)

@@ -89,9 +89,7 @@ class SharedArena:
     ``ArenaAllocator`` and must not write a range that readers still hold views into.
     """
 
-    def __init__(
-        self, fd: int, mapping: mmap.mmap, capacity_bytes: int, creator_pid: int, creator_fd: int
-    ) -> None:
+    def __init__(self, fd: int, mapping: mmap.mmap, capacity_bytes: int, creator_pid: int, creator_fd: int) -> None:
         """Use ``create`` or ``attach``; this takes ownership of ``fd`` and ``mapping``."""
         self._fd = fd
         self._mmap: mmap.mmap | None = mapping
@@ -158,8 +156,7 @@ class SharedArena:
             size_bytes = os.fstat(own_fd).st_size
             if capacity_bytes <= 0 or size_bytes < capacity_bytes:
                 raise ValueError(
-                    f"arena of pid {creator_pid} fd {fd} holds {size_bytes} bytes, "
-                    f"expected {capacity_bytes}"
+                    f"arena of pid {creator_pid} fd {fd} holds {size_bytes} bytes, expected {capacity_bytes}"
                 )
             mapping = mmap.mmap(own_fd, capacity_bytes, flags=mmap.MAP_SHARED)
         except BaseException:
@@ -215,10 +212,7 @@ class SharedArena:
 
     def __repr__(self) -> str:
         state = "closed" if self._mmap is None else f"fd={self._fd}"
-        return (
-            f"SharedArena(creator_pid={self._creator_pid}, capacity_bytes="
-            f"{self._capacity_bytes}, {state})"
-        )
+        return f"SharedArena(creator_pid={self._creator_pid}, capacity_bytes={self._capacity_bytes}, {state})"
 
     def _mapping_for(self, offset: int, size_bytes: int) -> mmap.mmap:
         mapping = self._mmap
@@ -226,8 +220,7 @@ class SharedArena:
             raise ValueError("shared arena is closed")
         if offset < 0 or size_bytes < 0 or offset + size_bytes > self._capacity_bytes:
             raise ValueError(
-                f"range [{offset}, {offset + size_bytes}) is outside the arena "
-                f"[0, {self._capacity_bytes})"
+                f"range [{offset}, {offset + size_bytes}) is outside the arena [0, {self._capacity_bytes})"
             )
         return mapping
 
@@ -272,9 +265,7 @@ class SharedArena:
         with memoryview(mapping) as whole:
             return whole[offset : offset + size_bytes]
 
-    def read_view(
-        self, offset: int, size_bytes: int, on_release: Callable[[], None] | None = None
-    ) -> memoryview:
+    def read_view(self, offset: int, size_bytes: int, on_release: Callable[[], None] | None = None) -> memoryview:
         """A read-only, zero-copy view of ``[offset, offset + size_bytes)``.
 
         Objects built on the view (``np.frombuffer``, pickle protocol 5 out-of-band buffers,
@@ -409,9 +400,7 @@ class SpillDirectory:
                 raise ValueError("dest_view is read-only")
             file_bytes = os.fstat(file.fileno()).st_size
             if file_bytes != raw.nbytes:
-                raise ValueError(
-                    f"spilled file {path} holds {file_bytes} bytes, destination holds {raw.nbytes}"
-                )
+                raise ValueError(f"spilled file {path} holds {file_bytes} bytes, destination holds {raw.nbytes}")
             position = 0
             while position < file_bytes:
                 read_bytes = file.readinto(raw[position : position + _MAX_IO_BYTES])

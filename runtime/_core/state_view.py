@@ -11,7 +11,6 @@ import time
 from . import protocol
 from .scheduling import UNIT
 
-
 _TASK_STATES = {
     "WAITING": "PENDING_ARGS_AVAIL",
     "QUEUED": "PENDING_NODE_ASSIGNMENT",
@@ -75,7 +74,9 @@ def object_rows(service) -> list[dict]:
                 "object_id": entry.object_id.hex(),
                 "object_size": size,
                 "task_status": "FINISHED" if value is not None else "PENDING",
-                "reference_type": "LOCAL_REFERENCE" if entry.ref_total else ("PINNED_IN_MEMORY" if entry.pin_total else "USED_BY_PENDING_TASK"),
+                "reference_type": "LOCAL_REFERENCE"
+                if entry.ref_total
+                else ("PINNED_IN_MEMORY" if entry.pin_total else "USED_BY_PENDING_TASK"),
                 "location": where,
                 "ref_count": entry.ref_total,
                 "pinned": entry.pin_total,
@@ -118,18 +119,20 @@ def node_rows(service) -> list[dict]:
     service.cluster.upsert(service._self_info())
     rows = []
     for info in service.cluster.nodes.values():
-        rows.append({
-            "node_id": info.node_id.hex(),
-            "node_ip": info.node_ip,
-            "is_head_node": info.is_head,
-            "state": "ALIVE" if info.alive else "DEAD",
-            "resources_total": {name: amount / 1000 for name, amount in info.total.items()},
-            "resources_available": {name: max(0, amount) / 1000 for name, amount in info.available.items()},
-            "object_store_used_bytes": info.object_store_used_bytes,
-            "object_store_total_bytes": info.object_store_bytes,
-            "spilled_bytes": service.store.spilled_bytes if info.node_id == service.node_id else None,
-            "num_workers": info.num_workers,
-        })
+        rows.append(
+            {
+                "node_id": info.node_id.hex(),
+                "node_ip": info.node_ip,
+                "is_head_node": info.is_head,
+                "state": "ALIVE" if info.alive else "DEAD",
+                "resources_total": {name: amount / 1000 for name, amount in info.total.items()},
+                "resources_available": {name: max(0, amount) / 1000 for name, amount in info.available.items()},
+                "object_store_used_bytes": info.object_store_used_bytes,
+                "object_store_total_bytes": info.object_store_bytes,
+                "spilled_bytes": service.store.spilled_bytes if info.node_id == service.node_id else None,
+                "num_workers": info.num_workers,
+            }
+        )
     return rows
 
 
@@ -166,7 +169,9 @@ _MERGE_KEYS = {
 
 def _detail(row: dict) -> int:
     """How much a row knows: the node running a task or actor has its worker and pid."""
-    return sum(1 for key in ("worker_id", "pid", "worker_pid") if row.get(key)) + (row.get("location") not in (None, "PENDING"))
+    return sum(1 for key in ("worker_id", "pid", "worker_pid") if row.get(key)) + (
+        row.get("location") not in (None, "PENDING")
+    )
 
 
 def merge_rows(kind: str, rows: list[dict]) -> list[dict]:
@@ -224,9 +229,17 @@ def snapshot(service) -> protocol.ClusterSnapshot:
                     counts[kind][state] = counts[kind].get(state, 0) + count
     scheduler, store = service.scheduler, service.store
     return protocol.ClusterSnapshot(
-        service.snapshot_sequence, time.time(), service.node_id.hex(), scheduler.total_dict(),
-        scheduler.available_dict(), store.used_bytes, store.capacity_bytes,
-        counts["tasks"], counts["actors"], len(service.worker_pids), nodes,
+        service.snapshot_sequence,
+        time.time(),
+        service.node_id.hex(),
+        scheduler.total_dict(),
+        scheduler.available_dict(),
+        store.used_bytes,
+        store.capacity_bytes,
+        counts["tasks"],
+        counts["actors"],
+        len(service.worker_pids),
+        nodes,
     )
 
 
@@ -252,20 +265,40 @@ def cluster_info(service, request_id: int) -> protocol.ClusterInfoReply:
 def dump(service, log) -> None:
     """The task table, workers, objects and queues, to the log (kill -USR2 <node manager>)."""
     objects, scheduler = service.objects, service.scheduler
-    log.info("state dump: %d tasks, %d queued, %d objects", len(service.tasks), scheduler.queued_count(), len(objects.entries))
+    log.info(
+        "state dump: %d tasks, %d queued, %d objects",
+        len(service.tasks),
+        scheduler.queued_count(),
+        len(objects.entries),
+    )
     for record in service.tasks.values():
         log.info(
             "  task %s %s %s worker=%s node=%s missing=%s args=%s",
-            record.spec.task_id.hex(), record.spec.function_name, record.state,
-            record.worker_id.hex() if record.worker_id else None, record.node.hex() if record.node else None,
+            record.spec.task_id.hex(),
+            record.spec.function_name,
+            record.state,
+            record.worker_id.hex() if record.worker_id else None,
+            record.node.hex() if record.node else None,
             objects.task_missing.get(record.spec.task_id),
             [(a.hex(), bool(objects.get(a) and objects.get(a).ready)) for a in record.spec.arg_refs],
         )
     for slot in scheduler.workers.values():
-        log.info("  worker %s grant=%s assigned=%d blocked=%s", slot.worker_id.hex(), slot.grant, len(slot.assigned), slot.blocked)
+        log.info(
+            "  worker %s grant=%s assigned=%d blocked=%s",
+            slot.worker_id.hex(),
+            slot.grant,
+            len(slot.assigned),
+            slot.blocked,
+        )
     for entry in objects.entries.values():
         log.info(
-            "  object %s ready=%s arena=%s remote=%s refs=%s holds=%s pins=%s", entry.object_id.hex(), entry.ready,
-            entry.in_arena, service.remote_objects.get(entry.object_id, b"").hex(), entry.refs, entry.holds, entry.pins,
+            "  object %s ready=%s arena=%s remote=%s refs=%s holds=%s pins=%s",
+            entry.object_id.hex(),
+            entry.ready,
+            entry.in_arena,
+            service.remote_objects.get(entry.object_id, b"").hex(),
+            entry.refs,
+            entry.holds,
+            entry.pins,
         )
     log.info("  available=%s queues=%s", scheduler.available, {k: len(v) for k, v in scheduler.queues.items()})

@@ -74,8 +74,8 @@ def main(options: dict) -> None:
     import msgpack  # noqa: F401
     import zmq  # noqa: F401
 
-    from . import worker  # noqa: F401
     from .. import api  # noqa: F401
+    from . import worker  # noqa: F401
 
     stdin_fd = sys.stdin.fileno()
     stdout = sys.stdout
@@ -164,7 +164,7 @@ class TemplateHandle:
         os.set_blocking(read_fd, False)
 
     @classmethod
-    def fork(cls, options: dict, log_path: str) -> "TemplateHandle":
+    def fork(cls, options: dict, log_path: str) -> TemplateHandle:
         """Fork the template from a process that has not imported anything heavy yet."""
         to_child_read, to_child_write = os.pipe()
         from_child_read, from_child_write = os.pipe()
@@ -189,7 +189,7 @@ class TemplateHandle:
         return cls(pid, to_child_write, from_child_read)
 
     @classmethod
-    def spawn(cls, options: dict, log_path: str) -> "TemplateHandle":
+    def spawn(cls, options: dict, log_path: str) -> TemplateHandle:
         """Start a fresh template interpreter (used to replace one that died)."""
         import json
         import subprocess
@@ -253,7 +253,6 @@ class TemplateHandle:
             os.close(self.read_fd)
         except OSError:
             pass
-
 
 
 if __name__ == "__main__":

@@ -239,7 +239,10 @@ class Executor:
 
         if isinstance(exc, (AsyncioActorExit, ActorExitRequest)):
             self.request_exit("The actor called exit_actor().")
-            error = ActorDiedError("The actor exited intentionally (exit_actor()).", actor_id=spec.actor_id.hex() if spec.actor_id else None)
+            error = ActorDiedError(
+                "The actor exited intentionally (exit_actor()).",
+                actor_id=spec.actor_id.hex() if spec.actor_id else None,
+            )
             return [self._error_value(spec, error, index) for index in range(spec.num_returns)], False
         return self._failure(spec, exc)
 
@@ -273,11 +276,27 @@ class Executor:
             self.actor_host = ActorHost(self, options)
         except BaseException as exc:  # noqa: BLE001
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            cause = RayTaskError(f"{options.get('class_name', 'Actor')}.__init__", text, exc, pid=os.getpid(), ip=self.client.node_info.node_ip)
-            error = ActorDiedError(cause, actor_id=spec.actor_id.hex(), class_name=options.get("class_name"), name=options.get("name"))
+            cause = RayTaskError(
+                f"{options.get('class_name', 'Actor')}.__init__",
+                text,
+                exc,
+                pid=os.getpid(),
+                ip=self.client.node_info.node_ip,
+            )
+            error = ActorDiedError(
+                cause, actor_id=spec.actor_id.hex(), class_name=options.get("class_name"), name=options.get("name")
+            )
         finally:
             task_context.clear_current()
-        values = [self._error_value(spec, error, 0)] if error is not None else [ObjectValue(spec.task_id + b"\x00\x00\x00\x01", serialization.serialize(None).to_bytes(), -1, 0, False, [])]
+        values = (
+            [self._error_value(spec, error, 0)]
+            if error is not None
+            else [
+                ObjectValue(
+                    spec.task_id + b"\x00\x00\x00\x01", serialization.serialize(None).to_bytes(), -1, 0, False, []
+                )
+            ]
+        )
         self.client.finish_task(TaskResult(spec.task_id, values, False, 0.0))
 
     def request_exit(self, reason: str) -> None:

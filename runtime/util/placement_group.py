@@ -1,8 +1,8 @@
 """Placement groups: reserve bundles of resources together, then run tasks and actors in them.
 
-    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
-    shoal.get(pg.ready())
-    task.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0)).remote()
+pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="PACK")
+shoal.get(pg.ready())
+task.options(scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0)).remote()
 """
 
 from __future__ import annotations
@@ -69,7 +69,12 @@ def _check_bundles(bundles) -> list:
         for name, amount in bundle.items():
             if not isinstance(name, str):
                 raise ValueError(f"bundle {index}: resource names must be strings, got {name!r}")
-            if isinstance(amount, bool) or not isinstance(amount, numbers.Real) or not math.isfinite(amount) or amount < 0:
+            if (
+                isinstance(amount, bool)
+                or not isinstance(amount, numbers.Real)
+                or not math.isfinite(amount)
+                or amount < 0
+            ):
                 raise ValueError(f"bundle {index}: {name} must be a number >= 0, got {amount!r}")
         if not any(amount > 0 for amount in bundle.values()):
             raise ValueError(f"bundle {index} asks for no resources: {bundle!r}")

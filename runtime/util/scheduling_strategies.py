@@ -13,7 +13,9 @@ class NodeAffinitySchedulingStrategy:
 
     _scheduling_kind = "NODE_AFFINITY"
 
-    def __init__(self, node_id: str, soft: bool, _spill_on_unavailable: bool = False, _fail_on_unavailable: bool = False):
+    def __init__(
+        self, node_id: str, soft: bool, _spill_on_unavailable: bool = False, _fail_on_unavailable: bool = False
+    ):
         if not isinstance(node_id, str):
             raise TypeError(f"node_id must be a hex string, got {type(node_id).__name__}")
         try:
@@ -39,7 +41,9 @@ class PlacementGroupSchedulingStrategy:
 
     _scheduling_kind = "PLACEMENT_GROUP"
 
-    def __init__(self, placement_group, placement_group_bundle_index: int = -1, placement_group_capture_child_tasks=None):
+    def __init__(
+        self, placement_group, placement_group_bundle_index: int = -1, placement_group_capture_child_tasks=None
+    ):
         from .placement_group import PlacementGroup
 
         if not isinstance(placement_group, PlacementGroup):

@@ -8,7 +8,7 @@ Filters are (key, "=" or "!=", value) triples, applied before the limit.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable
+from collections.abc import Iterable
 
 from .. import api, exceptions
 from .._core.protocol import StateQuery
@@ -202,7 +202,7 @@ class ClusterEvents:
             self._socket.close(linger=0)
             self._socket = None
 
-    def __enter__(self) -> "ClusterEvents":
+    def __enter__(self) -> ClusterEvents:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -54,8 +54,20 @@ class LocalCluster:
         return f"127.0.0.1:{self.port}"
 
     def _start(self, args: list, resources: dict, marker: str) -> Node:
-        command = [sys.executable, "-m", "shoal.cli", "start", "--num-cpus", "1", "--object-store-memory",
-                   str(STORE_BYTES), "--resources", json.dumps(resources), "--block", *args]
+        command = [
+            sys.executable,
+            "-m",
+            "shoal.cli",
+            "start",
+            "--num-cpus",
+            "1",
+            "--object-store-memory",
+            str(STORE_BYTES),
+            "--resources",
+            json.dumps(resources),
+            "--block",
+            *args,
+        ]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env)
         try:
             output = read_until(process, "Stop it with", 60, "the node did not start")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 import shoal
 from shoal.cluster_utils import Cluster
+
 from tests.cluster.nodes import NODE_TIMEOUT_S
 from tests.waiting import wait_for
 
@@ -28,7 +28,9 @@ def test_a_cluster_of_local_nodes(quick_timeout):
 
         assert shoal.get(where.remote(), timeout=30) == worker.node_id
         cluster.remove_node(worker, allow_graceful=False)
-        wait_for(lambda: not any(n["Alive"] for n in shoal.nodes() if n["NodeID"] == worker.node_id), NODE_TIMEOUT_S * 5)
+        wait_for(
+            lambda: not any(n["Alive"] for n in shoal.nodes() if n["NodeID"] == worker.node_id), NODE_TIMEOUT_S * 5
+        )
         assert cluster.list_all_nodes() == [cluster.head_node]
     finally:
         cluster.shutdown()
@@ -40,5 +42,5 @@ def test_bad_node_arguments_are_named():
     with pytest.raises(TypeError, match="num_cpu"):
         cluster.add_node(num_cpu=1)
     with pytest.raises(RuntimeError, match="no head"):
-        cluster.address
+        _ = cluster.address
     cluster.shutdown()

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 import pytest
-
 import shoal
 from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 from tests.cluster.nodes import NODE_TIMEOUT_S, LocalCluster
 from tests.waiting import wait_for
 
@@ -166,12 +166,18 @@ class Keeper:
     def call(self, seconds=0.0):
         self.calls += 1
         time.sleep(seconds)
-        return self.calls, shoal.get_runtime_context().get_node_id(), shoal.get_runtime_context().was_current_actor_reconstructed
+        return (
+            self.calls,
+            shoal.get_runtime_context().get_node_id(),
+            shoal.get_runtime_context().was_current_actor_reconstructed,
+        )
 
 
 def test_a_restartable_actor_comes_back_on_another_node(cluster):
     b = _node_with("node_b")
-    keeper = Keeper.options(resources={"shared": 0.5}, scheduling_strategy=_on(b), max_restarts=1, max_task_retries=1).remote()
+    keeper = Keeper.options(
+        resources={"shared": 0.5}, scheduling_strategy=_on(b), max_restarts=1, max_task_retries=1
+    ).remote()
     assert shoal.get(keeper.call.remote(), timeout=60) == (1, b, False)
     in_flight = keeper.call.remote(3.0)
     time.sleep(1.0)
@@ -204,8 +210,10 @@ def test_a_placement_group_with_bundles_on_a_dead_node_is_placed_again(cluster):
     cluster.kill_node(cluster.node_b)
     _wait_dead(b)
     wait_for(
-        lambda: placement_group_table(group)["state"] == "CREATED"
-        and b not in placement_group_table(group)["bundles_to_node_id"].values(),
+        lambda: (
+            placement_group_table(group)["state"] == "CREATED"
+            and b not in placement_group_table(group)["bundles_to_node_id"].values()
+        ),
         30,
         lambda: str(placement_group_table(group)),
     )

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 import pytest
-
 import shoal
 from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
 from tests.cluster.nodes import LocalCluster
 from tests.waiting import wait_for
 
@@ -106,9 +106,14 @@ def test_node_affinity(cluster):
     assert shoal.get([node_of.options(scheduling_strategy=hard).remote() for _ in range(3)], timeout=30) == [target] * 3
     missing = "ab" * 16
     soft = NodeAffinitySchedulingStrategy(missing, soft=True)
-    assert shoal.get(node_of.options(scheduling_strategy=soft).remote(), timeout=30) in {n["NodeID"] for n in shoal.nodes()}
+    assert shoal.get(node_of.options(scheduling_strategy=soft).remote(), timeout=30) in {
+        n["NodeID"] for n in shoal.nodes()
+    }
     with pytest.raises(shoal.exceptions.TaskUnschedulableError, match=missing):
-        shoal.get(node_of.options(scheduling_strategy=NodeAffinitySchedulingStrategy(missing, soft=False)).remote(), timeout=30)
+        shoal.get(
+            node_of.options(scheduling_strategy=NodeAffinitySchedulingStrategy(missing, soft=False)).remote(),
+            timeout=30,
+        )
 
 
 @shoal.remote
@@ -182,6 +187,7 @@ def test_output_of_a_task_on_another_node_reaches_the_driver(cluster):
     records = []
     output.set_log_handler(records.extend)
     try:
+
         @shoal.remote(resources={"node_b": 1})
         def talk():
             print("hello from node b")
@@ -203,9 +209,24 @@ def test_cancel_reaches_a_task_on_another_node(cluster):
 def test_join_without_the_token_is_refused(cluster):
     env = dict(cluster.env, SHOAL_TOKEN="")
     result = subprocess.run(
-        [sys.executable, "-m", "shoal.cli", "start", "--address", cluster.address, "--token", "not-the-token",
-         "--num-cpus", "1", "--object-store-memory", str(64 * 1024 * 1024)],
-        capture_output=True, text=True, timeout=60, env=env,
+        [
+            sys.executable,
+            "-m",
+            "shoal.cli",
+            "start",
+            "--address",
+            cluster.address,
+            "--token",
+            "not-the-token",
+            "--num-cpus",
+            "1",
+            "--object-store-memory",
+            str(64 * 1024 * 1024),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert result.returncode != 0
     assert "refused this node: the token is wrong" in result.stderr, result.stderr
@@ -288,7 +309,9 @@ def test_an_actor_on_another_node_stops_when_its_handles_are_gone(cluster):
     del counter
     wait_for(lambda: any(a["actor_id"] == actor_id and a["state"] == "DEAD" for a in state.list_actors()), 30)
     node_b = next(n for n in cluster.nodes if "node_b" in n.resources)
-    wait_for(lambda: len(_worker_pids_of(node_b.manager_pid)) <= 1, 30, lambda: str(_worker_pids_of(node_b.manager_pid)))
+    wait_for(
+        lambda: len(_worker_pids_of(node_b.manager_pid)) <= 1, 30, lambda: str(_worker_pids_of(node_b.manager_pid))
+    )
 
 
 def _worker_pids_of(manager_pid: int) -> list:
@@ -312,7 +335,8 @@ def test_placement_groups_spread_and_pack_across_nodes(cluster):
     assert strict.wait(30)
     assert len(set(_group_nodes(strict))) == 3
     in_bundles = [
-        node_of.options(scheduling_strategy=PlacementGroupSchedulingStrategy(strict, index)).remote() for index in range(3)
+        node_of.options(scheduling_strategy=PlacementGroupSchedulingStrategy(strict, index)).remote()
+        for index in range(3)
     ]
     assert shoal.get(in_bundles, timeout=60) == _group_nodes(strict)
     # Every CPU is in the group now: a fourth STRICT_SPREAD bundle has no node.
@@ -341,9 +365,7 @@ def test_an_actor_in_a_bundle_on_another_node(cluster):
     group = placement_group([{"CPU": 1, "node_b": 1}], strategy="PACK")
     assert group.wait(30)
     assert _group_nodes(group) == [_node_with("node_b")]
-    counter = Counter.options(
-        num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)
-    ).remote()
+    counter = Counter.options(num_cpus=1, scheduling_strategy=PlacementGroupSchedulingStrategy(group, 0)).remote()
     assert shoal.get(counter.where.remote(), timeout=60) == _node_with("node_b")
     remove_placement_group(group)
     with pytest.raises(shoal.exceptions.ActorDiedError, match="placement group"):
@@ -441,9 +463,26 @@ def test_a_driver_on_a_machine_that_only_joined_connects_to_its_node(cluster, tm
     token = re.search(r"token: (\S+)", cluster.nodes[0].output).group(1)
     other_machine = dict(cluster.env, TMPDIR=str(tmp_path))  # its own temp dir: another "machine"
     joined = subprocess.Popen(
-        [sys.executable, "-m", "shoal.cli", "start", "--address", cluster.address, "--token", token,
-         "--num-cpus", "1", "--resources", '{"elsewhere": 1}', "--object-store-memory", str(128 * 1024 * 1024), "--block"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=other_machine,
+        [
+            sys.executable,
+            "-m",
+            "shoal.cli",
+            "start",
+            "--address",
+            cluster.address,
+            "--token",
+            token,
+            "--num-cpus",
+            "1",
+            "--resources",
+            '{"elsewhere": 1}',
+            "--object-store-memory",
+            str(128 * 1024 * 1024),
+            "--block",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=other_machine,
     )
     try:
         from shoal._core.node_launcher import read_until
@@ -461,7 +500,9 @@ node, total = shoal.get(where.options(resources={"node_a": 1}).remote(ref))
 print(len(shoal.nodes()), node != here, total)
 shoal.shutdown()
 """
-        result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=other_machine, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", source], capture_output=True, text=True, env=other_machine, timeout=120
+        )
         assert result.stdout.split() == ["4", "True", "1000000"], result.stderr
     finally:
         joined.terminate()
@@ -473,7 +514,6 @@ shoal.shutdown()
 def test_the_data_port_serves_no_bytes_without_the_token(cluster):
     import psutil
     import zmq
-
     from shoal._core import protocol
 
     ref = shoal.put(np.arange(100_000, dtype=np.int64))  # 800 kB: in the head's shared memory

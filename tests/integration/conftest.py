@@ -8,7 +8,6 @@ import sys
 import textwrap
 
 import pytest
-
 import shoal
 
 
@@ -33,7 +32,9 @@ def run_script(tmp_path):
             [sys.executable, str(path)], capture_output=True, text=True, timeout=timeout_s, env=full_env, cwd=tmp_path
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"script failed ({result.returncode}):\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}")
+            raise AssertionError(
+                f"script failed ({result.returncode}):\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
+            )
         return result
 
     return run

@@ -7,9 +7,9 @@ import os
 import time
 
 import pytest
-
 import shoal
 from shoal import exceptions
+
 from tests.waiting import wait_for
 
 
@@ -216,7 +216,11 @@ def test_concurrency_groups(cluster):
 
     grouped = Grouped.remote()
     started = time.monotonic()
-    assert shoal.get([grouped.wait_io.remote(), grouped.wait_io.remote(), grouped.compute.remote()]) == ["io", "io", "compute"]
+    assert shoal.get([grouped.wait_io.remote(), grouped.wait_io.remote(), grouped.compute.remote()]) == [
+        "io",
+        "io",
+        "compute",
+    ]
     assert time.monotonic() - started < 1.5
 
 
@@ -421,7 +425,9 @@ def test_detached_actor_outlives_its_driver(run_script, tmp_path):
     import sys
 
     cli = [sys.executable, "-m", "shoal.cli"]
-    subprocess.run(cli + ["start", "--num-cpus", "1"], check=True, capture_output=True, env={**os.environ, **env}, timeout=60)
+    subprocess.run(
+        cli + ["start", "--num-cpus", "1"], check=True, capture_output=True, env={**os.environ, **env}, timeout=60
+    )
     try:
         run_script(
             """

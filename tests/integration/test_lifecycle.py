@@ -10,8 +10,8 @@ import sys
 
 import psutil
 import pytest
-
 import shoal
+
 from tests.waiting import wait_for
 
 REPORT_PIDS = """
@@ -174,7 +174,9 @@ def test_log_to_driver_false_silences_workers(run_script):
 def test_cli_start_status_stop(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     shoal_cli = [sys.executable, "-m", "shoal.cli"]
-    started = subprocess.run(shoal_cli + ["start", "--head", "--num-cpus", "1"], capture_output=True, text=True, env=env, timeout=60)
+    started = subprocess.run(
+        shoal_cli + ["start", "--head", "--num-cpus", "1"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert started.returncode == 0, started.stderr
     assert "shoal.init(address='auto')" in started.stdout
     try:
@@ -182,9 +184,15 @@ def test_cli_start_status_stop(tmp_path):
         assert status.returncode == 0, status.stderr
         assert "CPU: 0 / 1" in status.stdout
         driver = subprocess.run(
-            [sys.executable, "-c", "import shoal; shoal.init(address='auto');"
-             "f = shoal.remote(lambda: 7); print(shoal.get(f.remote()))"],
-            capture_output=True, text=True, env=env, timeout=60,
+            [
+                sys.executable,
+                "-c",
+                "import shoal; shoal.init(address='auto');f = shoal.remote(lambda: 7); print(shoal.get(f.remote()))",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
         )
         assert driver.stdout.strip() == "7", driver.stderr
     finally:
@@ -198,7 +206,10 @@ def test_cli_start_block_stops_on_sigterm(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     process = subprocess.Popen(
         [sys.executable, "-m", "shoal.cli", "start", "--num-cpus", "1", "--block"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         line = process.stdout.readline()

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pyarrow as pa
 import pytest
-
 import shoal
 from shoal import exceptions
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 import shoal
 from shoal import exceptions
 from shoal.util import placement_group, placement_group_table, remove_placement_group

@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-
 PORT = 16390
 
 
@@ -19,10 +18,17 @@ def head(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tcp-head")
     env = dict(os.environ, TMPDIR=str(tmp))
     cli = [sys.executable, "-m", "shoal.cli"]
-    started = subprocess.run(cli + ["start", "--head", "--port", str(PORT), "--num-cpus", "2"],
-                             capture_output=True, text=True, env=env, timeout=60)
+    started = subprocess.run(
+        cli + ["start", "--head", "--port", str(PORT), "--num-cpus", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert started.returncode == 0, started.stderr
-    token = next(line.split(":", 1)[1].strip() for line in started.stdout.splitlines() if line.strip().startswith("token:"))
+    token = next(
+        line.split(":", 1)[1].strip() for line in started.stdout.splitlines() if line.strip().startswith("token:")
+    )
     yield {"env": env, "token": token, "stdout": started.stdout}
     subprocess.run(cli + ["stop"], capture_output=True, env=env, timeout=60)
 
@@ -41,7 +47,9 @@ def test_head_prints_address_and_token(head):
 
 
 def test_remote_driver_with_token(head):
-    result = _driver(head, f"""
+    result = _driver(
+        head,
+        f"""
 import numpy as np, shoal
 shoal.init(address="127.0.0.1:{PORT}")
 double = shoal.remote(lambda x: 2 * x)
@@ -62,39 +70,54 @@ counter = Counter.remote()
 assert shoal.get([counter.inc.remote() for _ in range(3)]) == [1, 2, 3]
 print("remote ok")
 shoal.shutdown()
-""", head["token"])
+""",
+        head["token"],
+    )
     assert result.returncode == 0, result.stderr
     assert "remote ok" in result.stdout
 
 
 def test_wrong_or_missing_token_is_refused_quickly(head):
     started = time.monotonic()
-    wrong = _driver(head, f"""
+    wrong = _driver(
+        head,
+        f"""
 import shoal
 try:
     shoal.init(address="127.0.0.1:{PORT}")
 except ConnectionError as error:
     print("refused:", error)
-""", "not-the-token")
+""",
+        "not-the-token",
+    )
     assert "refused:" in wrong.stdout and "token" in wrong.stdout, wrong.stderr
     assert time.monotonic() - started < 20
-    missing = _driver(head, f"""
+    missing = _driver(
+        head,
+        f"""
 import shoal
 try:
     shoal.init(address="127.0.0.1:{PORT}")
 except ConnectionError as error:
     print("refused:", error)
-""", None)
+""",
+        None,
+    )
     assert "SHOAL_TOKEN" in missing.stdout, missing.stderr
 
 
 def test_same_machine_finds_the_token(head):
-    result = _driver(head, f"""
+    result = _driver(
+        head,
+        f"""
 import shoal
 shoal.init(address="127.0.0.1:{PORT}")
 print(shoal.get(shoal.remote(lambda: "found").remote()))
 shoal.shutdown()
-""", None, home_env=True)
+""",
+        None,
+        home_env=True,
+    )
     assert result.stdout.strip() == "found", result.stderr
 
 
@@ -107,12 +130,16 @@ def test_random_bytes_to_the_port_do_not_hurt(head):
                 connection.recv(1024)
             except OSError:
                 pass
-    result = _driver(head, f"""
+    result = _driver(
+        head,
+        f"""
 import shoal
 shoal.init(address="127.0.0.1:{PORT}")
 print(shoal.get(shoal.remote(lambda: "still serving").remote()))
 shoal.shutdown()
-""", head["token"])
+""",
+        head["token"],
+    )
     assert result.stdout.strip() == "still serving", result.stderr
 
 

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-
 import shoal
 from shoal.util import state
 
@@ -107,11 +106,20 @@ def test_cli_list_and_summary(tmp_path):
     subprocess.run(cli + ["start", "--num-cpus", "1"], check=True, capture_output=True, env=env, timeout=60)
     try:
         subprocess.run(
-            [sys.executable, "-c", "import shoal; shoal.init(address='auto');"
-             "f = shoal.remote(lambda x: x); shoal.get([f.remote(i) for i in range(3)])"],
-            check=True, capture_output=True, env=env, timeout=60,
+            [
+                sys.executable,
+                "-c",
+                "import shoal; shoal.init(address='auto');"
+                "f = shoal.remote(lambda x: x); shoal.get([f.remote(i) for i in range(3)])",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+            timeout=60,
         )
-        tasks = subprocess.run(cli + ["list", "tasks", "--filter", "state=FINISHED"], capture_output=True, text=True, env=env, timeout=60)
+        tasks = subprocess.run(
+            cli + ["list", "tasks", "--filter", "state=FINISHED"], capture_output=True, text=True, env=env, timeout=60
+        )
         assert tasks.returncode == 0, tasks.stderr
         assert "FINISHED" in tasks.stdout and "3 tasks" in tasks.stdout
         nodes = subprocess.run(cli + ["list", "nodes"], capture_output=True, text=True, env=env, timeout=60)
@@ -120,7 +128,9 @@ def test_cli_list_and_summary(tmp_path):
         assert "FINISHED=3" in summary.stdout, summary.stdout
         status = subprocess.run(cli + ["status"], capture_output=True, text=True, env=env, timeout=60)
         assert "Tasks by state: FINISHED=3" in status.stdout, status.stdout
-        bad = subprocess.run(cli + ["list", "tasks", "--filter", "nonsense"], capture_output=True, text=True, env=env, timeout=60)
+        bad = subprocess.run(
+            cli + ["list", "tasks", "--filter", "nonsense"], capture_output=True, text=True, env=env, timeout=60
+        )
         assert bad.returncode == 2 and "KEY=VALUE" in bad.stderr
     finally:
         subprocess.run(cli + ["stop"], capture_output=True, env=env, timeout=60)
@@ -133,7 +143,10 @@ def test_event_stream_snapshots(cluster):
         shoal.get([quick.remote(i) for i in range(20)])
         deadline = time.monotonic() + 10
         latest = first
-        while time.monotonic() < deadline and latest["tasks_by_state"].get("FINISHED", 0) < first["tasks_by_state"].get("FINISHED", 0) + 20:
+        while (
+            time.monotonic() < deadline
+            and latest["tasks_by_state"].get("FINISHED", 0) < first["tasks_by_state"].get("FINISHED", 0) + 20
+        ):
             latest = events.next(timeout_s=2) or latest
         assert latest["tasks_by_state"]["FINISHED"] >= first["tasks_by_state"].get("FINISHED", 0) + 20
         assert latest["sequence"] > first["sequence"]

@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-
 import shoal
 from shoal import exceptions
 

@@ -79,6 +79,19 @@ def test_benchmark_smoke_run():
         timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for workload in ("init", "idle_memory", "tasks_async", "task_roundtrip", "actor_async", "actor_roundtrip",
-                     "put_large", "get_large", "task_large_arg", "put_small", "chain", "wait_many", "fanout_nested"):
+    for workload in (
+        "init",
+        "idle_memory",
+        "tasks_async",
+        "task_roundtrip",
+        "actor_async",
+        "actor_roundtrip",
+        "put_large",
+        "get_large",
+        "task_large_arg",
+        "put_small",
+        "chain",
+        "wait_many",
+        "fanout_nested",
+    ):
         assert workload in result.stdout

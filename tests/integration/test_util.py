@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 import shoal
 from shoal.util import ActorPool
 from shoal.util.queue import Empty, Full, Queue

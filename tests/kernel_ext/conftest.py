@@ -7,7 +7,6 @@ undoes what it did: the extension is unloaded and the cluster shut down at the e
 from __future__ import annotations
 
 import pytest
-
 import shoal
 
 

@@ -6,7 +6,6 @@ import ast
 import textwrap
 
 import pytest
-
 from shoal.kernel_ext.cell_analysis import analyze_cell, expression_reads, split_last_expression
 
 

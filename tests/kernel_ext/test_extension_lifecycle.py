@@ -6,9 +6,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from IPython.core.error import UsageError
-
 import shoal
+from IPython.core.error import UsageError
 
 pytestmark = pytest.mark.integration
 

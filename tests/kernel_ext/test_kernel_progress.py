@@ -62,7 +62,11 @@ def _own(cell: Cell, msg_type: str) -> list[tuple[float, dict]]:
 
 
 def _widget_displays(cell: Cell) -> list[tuple[float, dict]]:
-    return [(arrived, message) for arrived, message in _own(cell, "display_data") if WIDGET_VIEW in message["content"]["data"]]
+    return [
+        (arrived, message)
+        for arrived, message in _own(cell, "display_data")
+        if WIDGET_VIEW in message["content"]["data"]
+    ]
 
 
 def _summaries(cell: Cell) -> list[str]:

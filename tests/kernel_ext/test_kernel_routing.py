@@ -16,14 +16,13 @@ import sys
 import textwrap
 import time
 
+import ipykernel  # noqa: F401  (the kernel these tests start)
 import psutil
 import pytest
 
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-import ipykernel  # noqa: F401  (the kernel these tests start)
 
 KERNEL_NAME = "shoal-test-python"
 STARTUP_TIMEOUT_S = 60.0
@@ -120,9 +119,7 @@ class Cell:
         return "".join(content["text"] for _, content in self.streams(parent_msg_id))
 
     def summary(self) -> str:
-        return "; ".join(
-            f"{message['msg_type']}:{str(message['content'])[:200]}" for _, message in self.messages[-20:]
-        )
+        return "; ".join(f"{message['msg_type']}:{str(message['content'])[:200]}" for _, message in self.messages[-20:])
 
 
 def run(client, code: str, timeout_s: float = CELL_TIMEOUT_S) -> Cell:
@@ -307,6 +304,7 @@ def test_second_interrupt_kills_the_worker_of_a_task_that_ignores_cancel(kernel,
         """,
     )
     first = Cell(kernel, "shoal.get(stubborn_ref)")
+
     # The task may print before this cell starts (its output then belongs to the cell that
     # submitted it): wait for the file it writes, and for this cell to be running.
     def running() -> bool:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from IPython.core.error import UsageError
-
 import shoal
+from IPython.core.error import UsageError
 from shoal.util import state
+
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration

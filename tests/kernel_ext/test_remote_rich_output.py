@@ -12,7 +12,6 @@ import base64
 import pytest
 from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
-
 from shoal.kernel_ext import cell_display, remote_cell
 from shoal.kernel_ext.cell_output import CellOutputState
 
@@ -168,8 +167,11 @@ def test_bash_cell_magic_and_exit_code(shell, capfd):
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("source", "named"),
-    [("%cd /tmp\n", "%cd cannot run in a %%remote cell"), ("%%writefile x.txt\nhi\n", "%%writefile cannot run"),
-     ("len?\n", "help cannot run")],
+    [
+        ("%cd /tmp\n", "%cd cannot run in a %%remote cell"),
+        ("%%writefile x.txt\nhi\n", "%%writefile cannot run"),
+        ("len?\n", "help cannot run"),
+    ],
 )
 def test_magics_that_cannot_run_remotely_are_named(shell, source, named):
     with pytest.raises(UsageError, match=named.replace("?", r"\?")):

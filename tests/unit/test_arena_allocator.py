@@ -7,7 +7,6 @@ import random
 import time
 
 import pytest
-
 from shoal._core.arena_allocator import ArenaAllocator
 
 
@@ -62,9 +61,7 @@ def test_other_alignments(alignment):
     allocator.check_invariants()
 
 
-@pytest.mark.parametrize(
-    ("capacity_bytes", "alignment"), [(100, 64), (-64, 64), (640, 0), (640, 48), (640, -64)]
-)
+@pytest.mark.parametrize(("capacity_bytes", "alignment"), [(100, 64), (-64, 64), (640, 0), (640, 48), (640, -64)])
 def test_invalid_configuration_is_rejected(capacity_bytes, alignment):
     with pytest.raises(ValueError):
         ArenaAllocator(capacity_bytes, alignment=alignment)

@@ -9,7 +9,6 @@ import traceback
 
 import cloudpickle
 import pytest
-
 from shoal import exceptions
 from shoal.exceptions import (
     ActorAlreadyExistsError,
@@ -79,6 +78,7 @@ def task_error(exc: BaseException, function_name: str = "f", **fields) -> RayTas
 
 # --------------------------------------------------------------------------- names
 
+
 def test_every_ray_name_is_exported():
     missing = [name for name in RAY_NAMES if name not in exceptions.__all__]
     assert missing == []
@@ -130,6 +130,7 @@ def test_builtin_bases():
 
 # --------------------------------------------------------------------------- RayTaskError
 
+
 def test_message_shows_function_process_and_remote_traceback():
     error = task_error(ValueError("boom"), pid=4321, ip="10.0.0.7")
     text = str(error)
@@ -141,8 +142,7 @@ def test_message_shows_function_process_and_remote_traceback():
 
 
 def test_message_appends_cause_when_traceback_lacks_it():
-    error = RayTaskError("g", "", KeyError("k"), proctitle="shoal::Counter.add()",
-                         actor_repr="Counter(3)")
+    error = RayTaskError("g", "", KeyError("k"), proctitle="shoal::Counter.add()", actor_repr="Counter(3)")
     assert str(error) == "shoal::Counter.add() (repr=Counter(3))\nKeyError: 'k'"
 
 
@@ -220,9 +220,7 @@ def test_unsubclassable_cause_falls_back_to_plain_error(cause):
     assert error.cause is cause
 
 
-@pytest.mark.parametrize(
-    "cause", [SystemExit(1), KeyboardInterrupt(), WorkerCrashedError("died"), None]
-)
+@pytest.mark.parametrize("cause", [SystemExit(1), KeyboardInterrupt(), WorkerCrashedError("died"), None])
 def test_causes_that_are_not_mixed_in(cause):
     error = RayTaskError("f", "", cause)
     assert error.as_instanceof_cause() is error
@@ -303,6 +301,7 @@ def test_locally_defined_cause_survives_cloudpickle():
 
 
 # --------------------------------------------------------------------------- other errors
+
 
 def test_actor_died_error_carries_constructor_failure():
     init_error = task_error(ValueError("bad config"), function_name="Counter.__init__")
@@ -385,6 +384,7 @@ def test_every_error_pickles_with_its_fields(error, dumps):
 
 
 # --------------------------------------------------------------------------- worker deaths
+
 
 def test_worker_death_by_signal():
     text = format_worker_death(1234, signal_number=signal.SIGKILL, last_task="f")

@@ -12,7 +12,6 @@ import threading
 from collections import Counter
 
 import pytest
-
 from shoal._core.local_objects import MARKER_OFFSET, LocalObjects, PinnedLocation
 from shoal._core.protocol import ObjectValue
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from shoal.options import ACTOR_OPTIONS, METHOD_OPTIONS, TASK_OPTIONS, task_resources, validate
 
 WHAT = "remote function f"
@@ -15,9 +14,16 @@ def check(**options):
 
 def test_valid_options_are_returned_unchanged():
     options = {
-        "num_cpus": 0.5, "num_gpus": 1, "resources": {"custom": 2}, "memory": 1 << 30, "num_returns": 2,
-        "max_retries": -1, "retry_exceptions": [ValueError, KeyError], "name": "step",
-        "scheduling_strategy": "SPREAD", "runtime_env": {"env_vars": {"A": "1"}, "pip": ["x"]},
+        "num_cpus": 0.5,
+        "num_gpus": 1,
+        "resources": {"custom": 2},
+        "memory": 1 << 30,
+        "num_returns": 2,
+        "max_retries": -1,
+        "retry_exceptions": [ValueError, KeyError],
+        "name": "step",
+        "scheduling_strategy": "SPREAD",
+        "runtime_env": {"env_vars": {"A": "1"}, "pip": ["x"]},
     }
     assert validate(dict(options), TASK_OPTIONS, WHAT) == options
 
@@ -56,8 +62,17 @@ def test_actor_only_option_is_unknown_for_tasks_and_vice_versa():
 
 @pytest.mark.parametrize(
     "name, value",
-    [("num_cpus", "1"), ("num_gpus", [1]), ("resources", [("x", 1)]), ("memory", "1GB"), ("max_retries", 1.5),
-     ("name", 3), ("runtime_env", "env"), ("num_returns", 1.0), ("placement_group_bundle_index", "0")],
+    [
+        ("num_cpus", "1"),
+        ("num_gpus", [1]),
+        ("resources", [("x", 1)]),
+        ("memory", "1GB"),
+        ("max_retries", 1.5),
+        ("name", 3),
+        ("runtime_env", "env"),
+        ("num_returns", 1.0),
+        ("placement_group_bundle_index", "0"),
+    ],
 )
 def test_wrong_type_is_a_type_error_naming_the_option(name, value):
     with pytest.raises(TypeError) as info:
@@ -156,7 +171,15 @@ def test_runtime_env_env_vars_must_be_str_to_str(env_vars):
 
 
 def test_runtime_env_known_fields_accepted():
-    env = {"env_vars": {"A": "1"}, "working_dir": ".", "py_modules": [], "pip": [], "conda": {}, "config": {}, "excludes": []}
+    env = {
+        "env_vars": {"A": "1"},
+        "working_dir": ".",
+        "py_modules": [],
+        "pip": [],
+        "conda": {},
+        "config": {},
+        "excludes": [],
+    }
     assert check(runtime_env=env)
 
 
@@ -197,7 +220,9 @@ def test_task_resources_collects_every_amount_as_float():
 
 
 def test_task_resources_omits_zero_amounts():
-    assert task_resources({"num_cpus": 0, "num_gpus": 0, "memory": 0, "resources": {"custom": 0, "other": 1}}) == {"other": 1.0}
+    assert task_resources({"num_cpus": 0, "num_gpus": 0, "memory": 0, "resources": {"custom": 0, "other": 1}}) == {
+        "other": 1.0
+    }
 
 
 def test_task_resources_does_not_mutate_options():

@@ -15,12 +15,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICK_START_OUTPUT = "[0, 1, 4, 9]"
@@ -129,7 +129,9 @@ def test_wheel_holds_every_package_and_nothing_else(installed_wheel):
 
 @pytest.mark.timeout(WHEEL_TIMEOUT_S)
 def test_wheel_imports_outside_the_repository(installed_wheel):
-    completed = _run([installed_wheel.python, "-c", "import shoal; print(shoal.__file__)"], 60, cwd=installed_wheel.workdir)
+    completed = _run(
+        [installed_wheel.python, "-c", "import shoal; print(shoal.__file__)"], 60, cwd=installed_wheel.workdir
+    )
     assert completed.returncode == 0, _explain(completed)
     shoal_file = Path(completed.stdout.strip()).resolve()
     assert shoal_file.is_relative_to(installed_wheel.venv.resolve()), shoal_file

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from shoal._core.scheduling import UNIT, SchedulerState, fits, shape_to_dict, to_shape
 
 FAST = b"fast-fn"

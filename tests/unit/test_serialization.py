@@ -9,7 +9,6 @@ import cloudpickle
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from shoal._core import serialization
 from shoal._core.serialization import (
     ALIGN,
@@ -47,8 +46,25 @@ def inside(array: np.ndarray, view: memoryview) -> bool:
 
 @pytest.mark.parametrize(
     "value",
-    [0, -1, 2**100, 3.5, float("inf"), "", "h\u00e9llo \u4e16\u754c", b"\x00\xff", None, True, False,
-     [], [1, [2, [3]]], (1, "a"), {"a": 1, 2: [b"x"], None: {"nested": (1.5,)}}, {1, 2, 3}, frozenset({"x"})],
+    [
+        0,
+        -1,
+        2**100,
+        3.5,
+        float("inf"),
+        "",
+        "h\u00e9llo \u4e16\u754c",
+        b"\x00\xff",
+        None,
+        True,
+        False,
+        [],
+        [1, [2, [3]]],
+        (1, "a"),
+        {"a": 1, 2: [b"x"], None: {"nested": (1.5,)}},
+        {1, 2, 3},
+        frozenset({"x"}),
+    ],
     ids=repr,
 )
 def test_plain_values_round_trip(value):
@@ -66,7 +82,9 @@ def test_small_values_have_no_out_of_band_buffers():
 # -- numpy ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32", "int8", "int64", "uint16", "bool", "complex128", ">i4", "datetime64[ns]"])
+@pytest.mark.parametrize(
+    "dtype", ["float64", "float32", "int8", "int64", "uint16", "bool", "complex128", ">i4", "datetime64[ns]"]
+)
 def test_numpy_dtypes_round_trip(dtype):
     array = (np.arange(300) % 7).astype(dtype).reshape(3, 100)
     result = round_trip(array)
@@ -84,8 +102,12 @@ def test_structured_and_object_arrays_round_trip():
 
 @pytest.mark.parametrize(
     "make",
-    [lambda: np.arange(100.0)[::3], lambda: np.arange(60).reshape(6, 10).T, lambda: np.arange(24).reshape(2, 3, 4)[:, 1:, ::2],
-     lambda: np.asfortranarray(np.arange(12.0).reshape(3, 4))],
+    [
+        lambda: np.arange(100.0)[::3],
+        lambda: np.arange(60).reshape(6, 10).T,
+        lambda: np.arange(24).reshape(2, 3, 4)[:, 1:, ::2],
+        lambda: np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+    ],
     ids=["strided", "transposed", "sliced_3d", "fortran"],
 )
 def test_non_contiguous_arrays_round_trip(make):
@@ -152,8 +174,13 @@ def test_bad_magic_is_a_value_error():
 
 
 def test_pyarrow_table_round_trips():
-    table = pa.table({"ints": pa.array(range(1000)), "strs": pa.array([str(i) for i in range(1000)]),
-                      "maybe": pa.array([None if i % 3 else 1.5 for i in range(1000)])})
+    table = pa.table(
+        {
+            "ints": pa.array(range(1000)),
+            "strs": pa.array([str(i) for i in range(1000)]),
+            "maybe": pa.array([None if i % 3 else 1.5 for i in range(1000)]),
+        }
+    )
     result = round_trip(table)
     assert result.equals(table)
     assert result.schema == table.schema
@@ -277,8 +304,18 @@ def _registered_by_value(module_name: str) -> bool:
 
 
 def test_ship_module_by_value_is_a_noop_for_stdlib_and_libraries():
-    for name in ("json", "threading", "numpy", "cloudpickle", "shoal._core.protocol", "sys", None, "", "__main__",
-                 "module_that_is_not_imported"):
+    for name in (
+        "json",
+        "threading",
+        "numpy",
+        "cloudpickle",
+        "shoal._core.protocol",
+        "sys",
+        None,
+        "",
+        "__main__",
+        "module_that_is_not_imported",
+    ):
         ship_module_by_value(name)
         if name:
             assert not _registered_by_value(name)

@@ -15,7 +15,6 @@ import pickle
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from shoal._core.shared_arena import SharedArena, SpillDirectory
 
 _CAPACITY_BYTES = 1 << 20
@@ -305,9 +304,7 @@ def test_child_process_attaches_by_proc_path_and_writes(arena, start_method):
     arena.write(0, [b"parent"])
     payload = f"written by a {start_method} child".encode()
     context = multiprocessing.get_context(start_method)
-    child = context.Process(
-        target=_attach_and_write, args=(arena.describe(), 12345, payload), daemon=True
-    )
+    child = context.Process(target=_attach_and_write, args=(arena.describe(), 12345, payload), daemon=True)
     child.start()
     child.join(timeout=30)
     if child.is_alive():

@@ -7,7 +7,6 @@ outlives the module.
 from __future__ import annotations
 
 import pytest
-
 import shoal
 
 

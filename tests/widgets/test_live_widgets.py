@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 import shoal
 from shoal.widgets import ClusterView, ProgressBar, TaskView, refresher, track
+
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration

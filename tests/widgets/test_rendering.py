@@ -9,6 +9,7 @@ import threading
 from shoal.widgets import refresher
 from shoal.widgets.cluster_view import ClusterSummary, render_html, render_text, summarize
 from shoal.widgets.task_view import recent_tasks, render_table, render_timeline
+
 from tests.waiting import wait_for
 
 GIB = 1024**3
@@ -26,8 +27,14 @@ NODE_ROW = {"node_id": "abcdef0123456789", "node_ip": "127.0.0.1", "resources_to
 
 
 def _task(task_id, pid, start, end, state="FINISHED", name="f"):
-    return {"task_id": task_id, "name": name, "state": state, "worker_pid": pid,
-            "start_time_ms": start, "end_time_ms": end}
+    return {
+        "task_id": task_id,
+        "name": name,
+        "state": state,
+        "worker_pid": pid,
+        "start_time_ms": start,
+        "end_time_ms": end,
+    }
 
 
 def test_summary_from_snapshot_reports_used_and_total():
@@ -60,8 +67,12 @@ def test_task_table_escapes_names_and_shows_duration():
 
 
 def test_timeline_has_a_row_per_pid_and_a_bar_per_started_task():
-    rows = [_task("t1", 11, 1000, 1500), _task("t2", 12, 1100, None, state="RUNNING"),
-            _task("t3", 11, 1600, 1700), _task("t4", None, None, None, state="PENDING_NODE_ASSIGNMENT")]
+    rows = [
+        _task("t1", 11, 1000, 1500),
+        _task("t2", 12, 1100, None, state="RUNNING"),
+        _task("t3", 11, 1600, 1700),
+        _task("t4", None, None, None, state="PENDING_NODE_ASSIGNMENT"),
+    ]
     svg = render_timeline(rows, now_ms=2000)
     assert svg.count("class='shoal-worker'") == 2
     assert svg.count("class='shoal-task'") == 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 import shoal
 from shoal.widgets import ClusterView, refresher, stop_refresher
+
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration

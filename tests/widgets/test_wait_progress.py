@@ -6,15 +6,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-
 import shoal
 from shoal.kernel_ext import wait_display
 from shoal.kernel_ext.wait_display import WaitDisplays
 from shoal.util import output
 from shoal.widgets import refresher
 from shoal.widgets.progress import WaitProgress, WaitSummary
-from tests.waiting import wait_for
 
+from tests.waiting import wait_for
 
 # ------------------------------------------------------------------ the widget itself
 
@@ -86,7 +85,9 @@ def displays(monkeypatch, live):
     """WaitDisplays with a fake view and a fake refresher (the test calls tick(now) itself)."""
     registered: list = []
     monkeypatch.setattr(refresher, "register", registered.append)
-    monkeypatch.setattr(refresher, "unregister", lambda target: registered.remove(target) if target in registered else None)
+    monkeypatch.setattr(
+        refresher, "unregister", lambda target: registered.remove(target) if target in registered else None
+    )
     views: list[FakeView] = []
 
     def make_view(info, label):
@@ -246,7 +247,9 @@ def test_slow_get_shows_a_real_widget_from_the_refresher_thread(cluster, live):
         shown.append(Handle(widget))
         return shown[-1]
 
-    displays = WaitDisplays(delay_s=0.3, view_factory=lambda info, label: wait_display._NotebookView(info, label, fake_display))
+    displays = WaitDisplays(
+        delay_s=0.3, view_factory=lambda info, label: wait_display._NotebookView(info, label, fake_display)
+    )
     displays.install()
     try:
         assert shoal.get([nap.remote(2.0), nap.remote(2.0), nap.remote(0)]) == [2.0, 2.0, 0]
