@@ -209,6 +209,11 @@ def _publish(message: dict) -> None:
     capture.publish(message)
 
 
+def capturing() -> bool:
+    """Whether a remote cell's display capture is active in this thread's process."""
+    return _active is not None
+
+
 def show_figures(close: bool = True) -> None:
     """`plt.show()` in a remote cell: send every open pyplot figure to the cell."""
     pyplot = sys.modules.get("matplotlib.pyplot")

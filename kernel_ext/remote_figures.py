@@ -22,7 +22,7 @@ FigureCanvas = FigureCanvasAgg
 class _BackendRemoteCell(_BackendAgg):
     @staticmethod
     def show(*args, block=None, **kwargs) -> None:
-        if cell_display._active is not None:
+        if cell_display.capturing():
             cell_display.show_figures()
 
 

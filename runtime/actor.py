@@ -10,10 +10,10 @@ from __future__ import annotations
 import inspect
 import pickle
 
-from . import api, exceptions
+from . import exceptions
 from . import options as option_table
 from ._core import client as client_module
-from ._core import serialization, task_context
+from ._core import feasibility, serialization, session, task_context
 from ._core.actor_manager import handle_token
 from ._core.protocol import ActorSpec, CreateActor, GetActor, KillActor
 from .object_ref import ObjectRef
@@ -86,7 +86,7 @@ class ActorClass:
         raise NotImplementedError("shoal does not implement Ray's DAG API (.bind) yet; use .remote()")
 
     def _create(self, args: tuple, kwargs: dict, opts: dict) -> ActorHandle:
-        client = api._client_for_submit()
+        client = session.client()
         if self._definition is None:
             self._definition = serialization.pickle_definition(self._cls)
         class_id, payload = self._definition
@@ -94,7 +94,7 @@ class ActorClass:
         is_async = any(m["is_async"] for m in self._methods.values())
         max_concurrency = opts.get("max_concurrency") or (DEFAULT_MAX_CONCURRENCY_ASYNC if is_async else 1)
         name = opts.get("name")
-        namespace = opts.get("namespace") or api._current_namespace()
+        namespace = opts.get("namespace") or session.current_namespace()
         if name is not None and not name:
             raise ValueError("actor name must be a non-empty string")
         lifetime_opts = dict(opts)
@@ -105,7 +105,7 @@ class ActorClass:
             placement["CPU"] = max(placement.get("CPU", 0), 1.0)
         placement = placed_resources(placement, opts)
         lifetime = placed_resources(lifetime, opts)
-        api._check_feasible(placement, self._cls.__name__)
+        feasibility.check_feasible(placement, self._cls.__name__)
         groups = opts.get("concurrency_groups") or {}
         meta = {
             "class_name": self._cls.__name__,
@@ -123,7 +123,7 @@ class ActorClass:
             "strategy": strategy_wire(opts.get("scheduling_strategy")),
             "function_name": f"{self._cls.__name__}.__init__",
         }
-        actor_id = api._next_task_id()  # starts with the owner node's tag, like task ids
+        actor_id = session.next_task_id()  # starts with the owner node's tag, like task ids
         hosting = {
             "class_name": self._cls.__name__,
             "name": name,
@@ -252,7 +252,7 @@ class ActorHandle:
         return ActorID(self._actor_id)
 
     def _call(self, name: str, args: tuple, kwargs: dict, method_options: dict):
-        client = api._client_for_submit()
+        client = session.client()
         key = (name, tuple(sorted(method_options.items()))) if method_options else name
         prepared = self._prepared.get(key)
         if prepared is None:
@@ -335,8 +335,8 @@ def get_actor(name: str, namespace: str | None = None) -> ActorHandle:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"get_actor() expects a non-empty actor name, got {name!r}")
-    client = api._client_for_submit()
-    namespace = namespace or api._current_namespace()
+    client = session.client()
+    namespace = namespace or session.current_namespace()
     reply = client.request(lambda request_id: GetActor(request_id, name, namespace), timeout_s=60)
     if reply is None:
         raise exceptions.RaySystemError("the node manager did not answer get_actor()")
@@ -349,7 +349,7 @@ def kill(actor: ActorHandle, *, no_restart: bool = True) -> None:
     """Stop an actor now. With no_restart=False it restarts if max_restarts allows."""
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"kill() expects an actor handle, got {type(actor).__name__}")
-    client = api._client_for_submit()
+    client = session.client()
     client.send(KillActor(actor._actor_id, bool(no_restart)))
 
 

@@ -1,7 +1,8 @@
 """The core public API: init, shutdown, get, put, wait, cancel and cluster queries.
 
 Every function validates its arguments at the call site and raises TypeError/ValueError with
-a message naming the problem. The process's one CoreClient (driver or worker) does the work.
+a message naming the problem. The process's one CoreClient (driver or worker) does the work;
+the session (`_core.session`) holds it.
 """
 
 from __future__ import annotations
@@ -12,28 +13,21 @@ import math
 import numbers
 import os
 import sys
-import threading
 import warnings
 
 from . import exceptions
 from ._core import client as client_module
-from ._core import config, node_launcher, object_io, serialization, task_context
+from ._core import config, feasibility, node_launcher, object_io, serialization, session, task_context
 from ._core.client import CoreClient
-from ._core.ids import TaskIDFactory
 from ._core.local_objects import PinnedLocation
-from ._core.protocol import CancelTask, ClusterInfoRequest, PutObjects
+from ._core.protocol import CancelTask
+from ._core.session import Session
 from .init_context import RayContext
 from .object_ref import ObjectRef
 
 logger = logging.getLogger(__name__)
 
-_lock = threading.RLock()
-_session: _Session | None = None
-_task_ids = TaskIDFactory()
 _warned: set = set()
-_feasible_elsewhere: set = set()  # requests this node cannot meet but another node can
-_log_handler_override = None  # set by shoal.util.output.set_log_handler
-_wait_listeners: list = []  # managed by shoal.util.output.add_wait_listener
 
 _IGNORED_INIT_OPTIONS = {
     "include_dashboard",
@@ -59,17 +53,6 @@ _IGNORED_INIT_OPTIONS = {
     "runtime_env_config",
     "log_to_driver_level",
 }
-
-
-class _Session:
-    def __init__(self, client: CoreClient, head, init_key: tuple | None, log_to_driver: bool, namespace: str):
-        self.client = client
-        self.head = head
-        self.init_key = init_key
-        self.log_to_driver = log_to_driver
-        self.namespace = namespace
-        self.partial_lines: dict = {}
-        self.log_handler = None
 
 
 # -- the decorator ------------------------------------------------------------------------
@@ -167,7 +150,6 @@ def init(
         RuntimeError: Already initialized with different arguments.
         ConnectionError: address="auto" found no running cluster.
     """
-    global _session
     unknown = set(kwargs) - _IGNORED_INIT_OPTIONS
     if unknown:
         raise TypeError(f"init() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
@@ -188,18 +170,19 @@ def init(
     if namespace is not None and not isinstance(namespace, str):
         raise TypeError(f"namespace must be a string, got {type(namespace).__name__}")
     if runtime_env is not None:
-        from .options import _runtime_env
+        from .options import runtime_env_problem
 
         if not isinstance(runtime_env, dict):
             raise TypeError(f"runtime_env must be a dict, got {type(runtime_env).__name__}")
-        problem = _runtime_env(runtime_env)
+        problem = runtime_env_problem(runtime_env)
         if problem:
             raise ValueError(f"runtime_env: {problem}")
     key = (address, num_cpus, num_gpus, _freeze(resources), object_store_memory, namespace, _freeze(runtime_env))
-    with _lock:
-        if _session is not None:
-            if task_context.process.mode == "worker" or ignore_reinit_error or key == _session.init_key:
-                return _context(_session)
+    with session.lock:
+        running = session.current()
+        if running is not None:
+            if task_context.process.mode == "worker" or ignore_reinit_error or key == running.init_key:
+                return _context(running)
             raise RuntimeError(
                 "shoal.init() was already called with different arguments. Call shoal.shutdown() "
                 "first to start a new cluster, or pass ignore_reinit_error=True to keep the running one."
@@ -238,18 +221,18 @@ def init(
                 node_launcher.stop_node(head)
             raise
         client_module.set_current(client)
-        session = _Session(client, head, key, log_to_driver, namespace)
-        if _log_handler_override is not None:
-            from .util.output import _adapt
+        started = Session(client, head, key, log_to_driver, namespace)
+        if session.hooks.log_handler is not None:
+            from .util.output import adapt_log_handler
 
-            session.log_handler = _adapt(_log_handler_override)
-        client.on_logs = lambda records: _print_logs(session, records)
+            started.log_handler = adapt_log_handler(session.hooks.log_handler)
+        client.on_logs = lambda records: _print_logs(started, records)
         task_context.process.mode = "driver"
         task_context.process.node_id = client.node_info.node_id
         task_context.process.namespace = namespace
         task_context.process.job_id = client.client_id[:4].hex()
-        _session = session
-        return _context(session)
+        session.set_current(started)
+        return _context(started)
 
 
 def _tcp_endpoint(address: str, token: str | None) -> tuple[str, str]:
@@ -276,83 +259,52 @@ def _freeze(value):
     return value
 
 
-def _context(session: _Session) -> RayContext:
-    info = session.client.node_info
+def _context(running: Session) -> RayContext:
+    info = running.client.node_info
     return RayContext(
         {
-            "address": session.client.endpoint,
+            "address": running.client.endpoint,
             "node_id": info.node_id.hex(),
             "node_ip_address": info.node_ip,
             "session_dir": info.session_dir,
-            "namespace": session.namespace,
+            "namespace": running.namespace,
             "resources": dict(info.resources),
         }
     )
 
 
-def _attach_worker(client: CoreClient) -> None:
-    """Called in worker processes: the API talks through the worker's client."""
-    global _session
-    _task_ids.reset()
-    _session = _Session(client, None, None, False, "")
-
-
 def is_initialized() -> bool:
-    return _session is not None
+    return session.current() is not None
 
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     """Disconnect from the cluster; an embedded cluster is stopped and cleaned up."""
-    global _session
-    with _lock:
-        session = _session
-        if session is None or task_context.process.mode == "worker":
+    with session.lock:
+        running = session.current()
+        if running is None or task_context.process.mode == "worker":
             return
-        _session = None
-        _feasible_elsewhere.clear()
+        session.set_current(None)
+        feasibility.reset()
         client_module.set_current(None)
         try:
-            session.client.close()
+            running.client.close()
         finally:
-            if session.head is not None:
-                node_launcher.stop_node(session.head)
+            if running.head is not None:
+                node_launcher.stop_node(running.head)
 
 
 atexit.register(shutdown)
-
-
-def _client_for_submit() -> CoreClient:
-    session = _session
-    if session is None:
-        init()
-        session = _session
-    return session.client
-
-
-def _current_namespace() -> str:
-    spec = task_context.current_spec()
-    if spec is not None and spec.namespace:
-        return spec.namespace
-    session = _session
-    if session is not None and session.namespace:
-        return session.namespace
-    return task_context.process.namespace or "default"
-
-
-def _next_task_id() -> bytes:
-    return _task_ids.next()
+session.set_starter(init)
 
 
 # -- objects -------------------------------------------------------------------------------
 
 
-def _put_serialized(client: CoreClient, serialized) -> ObjectRef:
-    object_id = _task_ids.next() + b"\x00\x00\x00\x00"
+def put_serialized(client: CoreClient, serialized) -> ObjectRef:
+    """Store an already serialized value under a fresh id (`put`'s path, and large task arguments')."""
+    object_id = session.next_task_id() + b"\x00\x00\x00\x00"
     ref = ObjectRef(object_id)
-    value = object_io.store_serialized(client, object_id, serialized, config.INLINE_OBJECT_MAX_BYTES)
-    # The node manager pins an arena object for its putter, so the putter's get is local.
-    client.objects.put_local(value, pinned=value.data is None)
-    client.send(PutObjects([value]))
+    object_io.put_serialized(client, object_id, serialized)
     return ref
 
 
@@ -366,8 +318,25 @@ def put(value, *, _owner=None) -> ObjectRef:
         raise TypeError(
             "Calling 'put' on an ObjectRef is not allowed. To store a reference, wrap it in a list (shoal.put([ref]))."
         )
-    client = _client_for_submit()
-    return _put_serialized(client, serialization.serialize(value))
+    client = session.client()
+    return put_serialized(client, serialization.serialize(value))
+
+
+def _client_for_get(refs: list) -> CoreClient:
+    """The client to wait through; refs from a cluster this process has left fail at once.
+
+    Raises:
+        OwnerDiedError: A ref was made in a session that `shutdown()` ended (nobody will ever
+            make its object), with no new cluster started on its account.
+    """
+    for ref in refs:
+        if session.belongs_to_ended_session(ref._client):
+            raise exceptions.OwnerDiedError(
+                ref.hex(),
+                reason="This ref belongs to a cluster that was shut down: shoal.shutdown() ended the "
+                "session that made it, and its object went with it. Make the object again in the current session.",
+            )
+    return session.client()
 
 
 def _on_block(blocked: bool) -> None:
@@ -419,16 +388,16 @@ def get(object_refs, *, timeout: float | None = None):
         raise ValueError(
             f"'object_refs' must be an ObjectRef or a list of ObjectRefs, got {type(object_refs).__name__}"
         )
-    client = _client_for_submit()
+    client = _client_for_get(refs)
     if not refs:
         return []
     ids = [ref._id for ref in refs]
     client.flush_pending()
-    if not _wait_listeners or timeout == 0:
+    if not session.hooks.wait_listeners or timeout == 0:
         return _get_values(client, refs, ids, timeout, single)
-    from .util.output import _WaitWatch
+    from .util.output import WaitWatch
 
-    watch = _WaitWatch("get", refs, ids, len(ids), timeout, client.objects, _on_block)
+    watch = WaitWatch("get", refs, ids, len(ids), timeout, client.objects, _on_block)
     outcome = "error"
     try:
         result = _get_values(client, refs, ids, timeout, single, watch.on_block)
@@ -491,14 +460,14 @@ def wait(object_refs, *, num_returns: int = 1, timeout: float | None = None, fet
     if num_returns > len(refs):
         raise ValueError(f"num_returns ({num_returns}) cannot exceed the number of refs ({len(refs)})")
     _check_timeout(timeout)
-    client = _client_for_submit()
+    client = _client_for_get(refs)
     client.flush_pending()
-    if not _wait_listeners or timeout == 0:
+    if not session.hooks.wait_listeners or timeout == 0:
         ready_ids = _wait_ready(client, refs, ids, num_returns, timeout)
     else:
-        from .util.output import _WaitWatch
+        from .util.output import WaitWatch
 
-        watch = _WaitWatch("wait", refs, ids, num_returns, timeout, client.objects, _on_block)
+        watch = WaitWatch("wait", refs, ids, num_returns, timeout, client.objects, _on_block)
         outcome = "error"
         try:
             ready_ids = _wait_ready(client, refs, ids, num_returns, timeout, watch.on_block)
@@ -561,7 +530,7 @@ def cancel(object_ref, *, force: bool = False, recursive: bool = True) -> None:
     """
     if not isinstance(object_ref, ObjectRef):
         raise TypeError(f"cancel() expects an ObjectRef, got {type(object_ref).__name__}")
-    client = _client_for_submit()
+    client = _client_for_get([object_ref])
     client.send(CancelTask(object_ref.binary()[:16], bool(force), bool(recursive)))
 
 
@@ -569,11 +538,10 @@ def cancel(object_ref, *, force: bool = False, recursive: bool = True) -> None:
 
 
 def _cluster_info():
-    client = _client_for_submit()
-    reply = client.request(lambda request_id: ClusterInfoRequest(request_id), timeout_s=30)
-    if reply is None:
-        raise exceptions.RaySystemError("the shoal node manager did not answer a cluster query")
-    return reply
+    try:
+        return feasibility.cluster_info(session.client())
+    except RuntimeError as exc:
+        raise exceptions.RaySystemError(str(exc)) from None
 
 
 def cluster_resources() -> dict:
@@ -596,59 +564,22 @@ def get_gpu_ids() -> list:
     return list(task_context.current_gpu_ids())
 
 
-def _missing_on_every_node(wanted: dict, node_resources: list) -> dict:
-    """{} if one of the nodes can hold `wanted`; else the amounts no node has (or all of it)."""
-    if any(all(node.get(k, 0) >= v for k, v in wanted.items()) for node in node_resources):
-        return {}
-    return {k: v for k, v in wanted.items() if not any(node.get(k, 0) >= v for node in node_resources)} or wanted
-
-
-def _check_feasible(resources: dict, name: str) -> None:
-    info = _session.client.node_info if _session is not None else None
-    if info is None:
-        return
-    # Placement-group resources appear when the group is reserved; the group warns itself.
-    wanted = {k: v for k, v in resources.items() if "_group_" not in k}
-    if all(info.resources.get(k, 0) >= v for k, v in wanted.items()):
-        return  # this node could run it: no need to ask the cluster
-    key = tuple(sorted(resources.items()))
-    if key in _warned or key in _feasible_elsewhere:
-        return
-    alive = [n["Resources"] for n in nodes() if n.get("Alive")]
-    missing = _missing_on_every_node(wanted, alive)
-    if not missing:
-        _feasible_elsewhere.add(key)
-        return
-    total: dict = {}
-    for node in alive:
-        for k, v in node.items():
-            if not k.startswith("node:"):
-                total[k] = total.get(k, 0) + v
-    _warned.add(key)
-    warnings.warn(
-        f"Task or actor {name!r} requests {resources}, but no node in the cluster has "
-        f"{missing} (cluster total: {total}). "
-        "It will stay pending until a node with these resources joins the cluster.",
-        stacklevel=4,
-    )
-
-
 # -- logs ----------------------------------------------------------------------------------
 
 
-def _print_logs(session: _Session, records: list) -> None:
-    if not session.log_to_driver:
+def _print_logs(running: Session, records: list) -> None:
+    if not running.log_to_driver:
         return
-    handler = session.log_handler
+    handler = running.log_handler
     if handler is not None:
         handler(records)
         return
     for record in records:
         key = (record.task_id, record.stream)
-        text = session.partial_lines.pop(key, "") + record.text
+        text = running.partial_lines.pop(key, "") + record.text
         lines = text.split("\n")
         if lines[-1]:
-            session.partial_lines[key] = lines[-1]
+            running.partial_lines[key] = lines[-1]
         stream = sys.stderr if record.stream == "stderr" else sys.stdout
         prefix = f"({record.task_name} pid={record.pid}) "
         out = "".join(f"{prefix}{line}\n" for line in lines[:-1])

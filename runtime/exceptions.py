@@ -2,7 +2,8 @@
 
 Owns the public error names (``shoal.exceptions`` answers to ``ray.exceptions``), the task
 error that is also an instance of the user's own exception class, and the message that explains
-a worker's death. A leaf module: it imports nothing from shoal and does no I/O.
+a worker's death. A leaf module: it imports nothing from shoal but the leaf `_core.frame_names`,
+and does no I/O.
 
 Every error pickles without calling its ``__init__`` again: the message lives in ``args`` and the
 structured fields in ``__dict__``, so constructors are free to take whatever arguments read best.
@@ -11,12 +12,16 @@ structured fields in ``__dict__``, so constructors are free to take whatever arg
 from __future__ import annotations
 
 import copyreg
+import linecache
 import os
 import signal
+import sys
 import threading
 import traceback
 import types
 from typing import Any
+
+from ._core.frame_names import name_cell_frames
 
 __all__ = [
     "RAY_EXCEPTION_TYPES",
@@ -242,7 +247,15 @@ class RayTaskError(RayError):
             ``RayTaskError(<Cause>): <header>`` followed by the remote frames and the cause.
         """
         lines = str(self).splitlines()
+        lines = name_cell_frames(lines, _cell_numbers(), linecache.getline)
         return [f"{type(self).__name__}: {lines[0]}", *lines[1:]]
+
+
+def _cell_numbers() -> dict:
+    """The running IPython shell's map from cell file names to execution counts ({} outside one)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return dict(getattr(getattr(shell, "compile", None), "_filename_map", None) or {})
 
 
 def _fold_inner_failure(function_name: str, outer_tb: str, inner: RayTaskError) -> str:
@@ -859,9 +872,17 @@ class ObjectLostError(RayError):
         object_ref_hex: Hex id of the object.
         owner_address: Address of the worker that owns it, if known.
         call_site: Where the ObjectRef was created, if recorded.
+        reason: Why the object is gone, when more is known than the class says.
     """
 
-    def __init__(self, object_ref_hex: str, owner_address: str | None = None, call_site: str | None = None) -> None:
+    def __init__(
+        self,
+        object_ref_hex: str,
+        owner_address: str | None = None,
+        call_site: str | None = None,
+        *,
+        reason: str | None = None,
+    ) -> None:
         self.object_ref_hex = object_ref_hex
         self.owner_address = owner_address
         self.call_site = call_site
@@ -870,7 +891,7 @@ class ObjectLostError(RayError):
             if call_site
             else " (Where its ObjectRef was created was not recorded.)"
         )
-        super().__init__(f"Failed to retrieve object {object_ref_hex}.{where}\n\n{self._reason()}")
+        super().__init__(f"Failed to retrieve object {object_ref_hex}.{where}\n\n{reason or self._reason()}")
 
     def _reason(self) -> str:
         return (

@@ -47,19 +47,19 @@ class RayContext(dict):
     # -- what to show ------------------------------------------------------------------------
 
     def _connected(self) -> bool:
-        from . import api
+        from ._core import session
 
-        session = api._session
-        return session is not None and session.client.endpoint == self.address_info.get("address")
+        running = session.current()
+        return running is not None and running.client.endpoint == self.address_info.get("address")
 
     def _cluster_totals(self) -> tuple[int | None, dict]:
         """(alive nodes, total resources): asked live when connected, else recorded at init."""
         if self._connected():
-            from . import api
+            from ._core import session
             from ._core.protocol import ClusterInfoRequest
 
             try:
-                client = api._session.client
+                client = session.client()
                 reply = client.request(
                     lambda request_id: ClusterInfoRequest(request_id), timeout_s=REPR_QUERY_TIMEOUT_S
                 )

@@ -63,7 +63,7 @@ def _retry_exceptions(value) -> str | None:
     return "must be a bool or a list of exception classes"
 
 
-def _runtime_env(value) -> str | None:
+def runtime_env_problem(value) -> str | None:
     if value is None:
         return None
     unknown = set(value) - {"env_vars", "working_dir", "py_modules", "pip", "conda", "config", "excludes"}
@@ -97,7 +97,7 @@ _COMMON_OPTIONS: dict[str, Option] = {
     "accelerator_type": Option((str,)),
     "name": Option((str,)),
     "scheduling_strategy": Option((str, object), _strategy),
-    "runtime_env": Option((dict,), _runtime_env),
+    "runtime_env": Option((dict,), runtime_env_problem),
     "placement_group": Option((object,)),
     "placement_group_bundle_index": Option((int,)),
     "placement_group_capture_child_tasks": Option((bool,)),

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import functools
 
-from . import api
 from . import options as option_table
-from ._core import serialization, task_context
+from ._core import feasibility, serialization, session, task_context
 from ._core.config import INLINE_OBJECT_MAX_BYTES
 from ._core.protocol import TaskSpec
 from ._core.task_args import lift_refs
+from .api import put_serialized
 from .object_ref import ObjectRef
-from .util.output import _submit_listeners
 
 DEFAULT_MAX_RETRIES = 3
 
@@ -81,10 +80,10 @@ class RemoteFunction:
         return prepared
 
     def _submit(self, args: tuple, kwargs: dict, opts: dict, prepared: dict):
-        client = api._client_for_submit()
+        client = session.client()
         function_id, payload = self._definition
         client.export_function(function_id, payload)
-        api._check_feasible(prepared["resources"], prepared["function_name"])
+        feasibility.check_feasible(prepared["resources"], prepared["function_name"])
         return submit_call(client, function_id, prepared, args, kwargs)
 
 
@@ -132,7 +131,7 @@ def submit_call(client, function_id: bytes, prepared: dict, args: tuple, kwargs:
     """Queue one task (or actor method call); returns its ref, refs, or None for no returns."""
     spec, refs, packed_args = build_task(client, function_id, prepared, args, kwargs, actor_id=actor_id)
     client.submit(spec, [r.binary() for r in refs])
-    if _submit_listeners:
+    if session.hooks.submit_listeners:
         _notify_submitted(spec.task_id)
     del packed_args  # dropped only after the submit is queued, so the task holds it first
     if prepared["num_returns"] == 1:
@@ -156,7 +155,7 @@ def build_task(
     Returns (spec, return refs, ref to the packed arguments if they were put in the store);
     the caller keeps the last alive until the spec is queued.
     """
-    task_id = api._next_task_id()
+    task_id = session.next_task_id()
     args, kwargs, arg_refs = lift_refs(args, kwargs, ObjectRef)
     args_bytes = None
     args_in_store = False
@@ -166,7 +165,7 @@ def build_task(
         serialized = serialization.serialize((args, kwargs))
         contained = serialized.contained
         if serialized.total_bytes > INLINE_OBJECT_MAX_BYTES:
-            keep_alive = api._put_serialized(client, serialized)
+            keep_alive = put_serialized(client, serialized)
             arg_refs.append(keep_alive.binary())
             args_in_store = True
         else:
@@ -191,7 +190,7 @@ def build_task(
         contained,
         actor_id=actor_id,
         actor_creation=actor_creation,
-        namespace=api._current_namespace(),
+        namespace=session.current_namespace(),
     )
     refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "big")) for i in range(prepared["num_returns"])]
     return spec, refs, keep_alive
@@ -199,7 +198,7 @@ def build_task(
 
 def _notify_submitted(task_id: bytes) -> None:
     task_hex = task_id.hex()
-    for listener in list(_submit_listeners):
+    for listener in list(session.hooks.submit_listeners):
         listener(task_hex)
 
 

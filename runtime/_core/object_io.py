@@ -6,8 +6,8 @@ allocation round trip and read back zero-copy through a pinned read-only view.
 
 from __future__ import annotations
 
-from . import serialization
-from .protocol import AllocateObject, ObjectValue
+from . import config, serialization
+from .protocol import AllocateObject, ObjectValue, PutObjects
 
 
 def materialize(client, value: ObjectValue):
@@ -31,6 +31,17 @@ def materialize_location(client, location):
     objects = client.objects
     view = client.arena.read_view(value.shm_offset, value.shm_size, lambda: objects.view_released(location))
     return serialization.deserialize(view)
+
+
+def put_serialized(client, object_id: bytes, serialized) -> None:
+    """Store a put value: inline or in the arena, known here and told to the node manager.
+
+    The caller holds a ref to `object_id` already, so the node manager counts it from the start.
+    """
+    value = store_serialized(client, object_id, serialized, config.INLINE_OBJECT_MAX_BYTES)
+    # The node manager pins an arena object for its putter, so the putter's get is local.
+    client.objects.put_local(value, pinned=value.data is None)
+    client.send(PutObjects([value]))
 
 
 def store_serialized(client, object_id: bytes, serialized, inline_max: int) -> ObjectValue:

@@ -14,12 +14,15 @@ the value's `contained` refs so the node manager keeps them alive as long as the
 from __future__ import annotations
 
 import hashlib
+import io
+import marshal
 import os
 import pickle
 import struct
 import sys
 import sysconfig
 import threading
+import types
 from typing import Any
 
 import cloudpickle
@@ -30,6 +33,27 @@ _ENTRY = struct.Struct("<QQ")
 ALIGN = 64
 
 _state = threading.local()
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, except that code objects travel whole, as marshal writes them.
+
+    cloudpickle rebuilds code from its fields and (from 3.1.3) names the file "<dynamic-code>",
+    so remote tracebacks would lose where the user's code is. marshal keeps every field,
+    `co_filename` and line tables included, whatever the cloudpickle version; driver and worker
+    run the same interpreter, which marshal's format needs (cloudpickle's own is as specific).
+    """
+
+    def reducer_override(self, obj):
+        if type(obj) is types.CodeType:
+            return marshal.loads, (marshal.dumps(obj),)
+        return super().reducer_override(obj)
+
+
+def _dumps(value: Any, buffer_callback=None) -> bytes:
+    out = io.BytesIO()
+    _Pickler(out, protocol=5, buffer_callback=buffer_callback).dump(value)
+    return out.getvalue()
 
 
 def _aligned(n: int) -> int:
@@ -111,7 +135,7 @@ def serialize(value: Any) -> SerializedObject:
         if type(value) in _SIMPLE_TYPES:
             inband = pickle.dumps(value, protocol=5)
         else:
-            inband = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+            inband = _dumps(value, buffer_callback=buffers.append)
     except Exception as exc:
         raise TypeError(_unpicklable_message(value, exc)) from exc
     finally:
@@ -186,7 +210,7 @@ def pickle_definition(obj: Any) -> tuple[bytes, bytes]:
     """Pickle a function or class once; returns (content-hash id, payload)."""
     ship_module_by_value(getattr(obj, "__module__", None))
     try:
-        payload = cloudpickle.dumps(obj, protocol=5)
+        payload = _dumps(obj)
     except Exception as exc:
         raise TypeError(
             f"Could not serialize remote definition {getattr(obj, '__qualname__', obj)!r}: "
@@ -202,7 +226,7 @@ def load_definition(payload: bytes) -> Any:
 
 def dumps_plain(value: Any) -> bytes:
     """Small internal payloads (exception tuples) pickled without buffers."""
-    return cloudpickle.dumps(value, protocol=5)
+    return _dumps(value)
 
 
 def loads_plain(data: bytes) -> Any:

@@ -16,7 +16,7 @@ import threading
 import time
 import traceback
 
-from . import lifecycle, object_io, serialization, task_context
+from . import lifecycle, object_io, serialization, session, task_context
 from .client import CoreClient, set_current
 from .config import load_config
 from .local_objects import is_delivery
@@ -410,9 +410,7 @@ def main(worker_id: bytes, options: dict) -> None:
     task_context.process.node_id = client.node_info.node_id
     executor = Executor(client)
     task_context.process.executor = executor
-    from .. import api
-
-    api._attach_worker(client)
+    session.attach_worker(client)
     sys.stdout = TaskOutput(client, "stdout", sys.__stdout__)
     sys.stderr = TaskOutput(client, "stderr", sys.__stderr__)
     profile_dir = os.environ.get("SHOAL_PROFILE_DIR")

@@ -14,31 +14,31 @@ import logging
 import time
 from collections.abc import Callable
 
-from .. import api
+from .._core import session
 
 logger = logging.getLogger(__name__)
-
-_submit_listeners: list = []
 
 
 def set_log_handler(handler: Callable[[list], None] | None) -> None:
     """Route worker output: `handler(records)` gets dicts with task_id (hex), task_name, pid,
     stream ("stdout"/"stderr") and text, instead of the driver printing them. None restores
     printing."""
-    api._log_handler_override = handler
-    session = api._session
-    if session is not None:
-        session.log_handler = _adapt(handler) if handler is not None else None
+    session.hooks.log_handler = handler
+    running = session.current()
+    if running is not None:
+        running.log_handler = adapt_log_handler(handler) if handler is not None else None
 
 
 def delivers_logs() -> bool:
     """Whether worker output reaches the handler set with `set_log_handler` (a handler is set,
     a cluster is connected and it forwards task output to this driver)."""
-    session = api._session
-    return api._log_handler_override is not None and session is not None and bool(session.log_to_driver)
+    running = session.current()
+    return session.hooks.log_handler is not None and running is not None and bool(running.log_to_driver)
 
 
-def _adapt(handler: Callable[[list], None]) -> Callable[[list], None]:
+def adapt_log_handler(handler: Callable[[list], None]) -> Callable[[list], None]:
+    """The client's log callback that hands `handler` plain dicts (see `set_log_handler`)."""
+
     def deliver(records: list) -> None:
         handler(
             [
@@ -58,13 +58,13 @@ def _adapt(handler: Callable[[list], None]) -> Callable[[list], None]:
 
 def add_submit_listener(listener: Callable[[str], None]) -> None:
     """Call `listener(task_id_hex)` in the submitting thread for every task and actor call."""
-    if listener not in _submit_listeners:
-        _submit_listeners.append(listener)
+    if listener not in session.hooks.submit_listeners:
+        session.hooks.submit_listeners.append(listener)
 
 
 def remove_submit_listener(listener: Callable[[str], None]) -> None:
     try:
-        _submit_listeners.remove(listener)
+        session.hooks.submit_listeners.remove(listener)
     except ValueError:
         pass
 
@@ -121,18 +121,18 @@ def add_wait_listener(listener: WaitListener) -> None:
     Args:
         listener: `listener(info: WaitInfo) -> finish(outcome) | None`.
     """
-    if listener not in api._wait_listeners:
-        api._wait_listeners.append(listener)
+    if listener not in session.hooks.wait_listeners:
+        session.hooks.wait_listeners.append(listener)
 
 
 def remove_wait_listener(listener: WaitListener) -> None:
     try:
-        api._wait_listeners.remove(listener)
+        session.hooks.wait_listeners.remove(listener)
     except ValueError:
         pass
 
 
-class _WaitWatch:
+class WaitWatch:
     """One get/wait while listeners exist: they hear of it only once it actually blocks, so
     gets of objects already here cost a closure call and no listener work."""
 
@@ -157,7 +157,7 @@ def _wait_started(kind: str, refs, ids: list, num_returns: int, timeout_s, objec
     """Tell the wait listeners a wait started; returns their finish callbacks (maybe [])."""
     info = WaitInfo(kind, refs, ids, num_returns, timeout_s, objects)
     finishers = []
-    for listener in list(api._wait_listeners):
+    for listener in list(session.hooks.wait_listeners):
         try:
             finish = listener(info)
         except Exception:

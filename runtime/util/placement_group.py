@@ -12,6 +12,7 @@ import numbers
 import warnings
 
 from .. import api
+from .._core import feasibility, session
 from .._core.ids import PlacementGroupID
 from .._core.placement_groups import bundle_resource, ready_object_id
 from .._core.protocol import CreatePlacementGroup, RemovePlacementGroup
@@ -111,7 +112,7 @@ def placement_group(
         raise ValueError(f"lifetime must be None or 'detached', got {lifetime!r}")
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
-    client = api._client_for_submit()
+    client = session.client()
     here = client.node_info.resources
     nodes = None
     for index, bundle in enumerate(checked):
@@ -119,14 +120,14 @@ def placement_group(
             continue
         if nodes is None:  # only asked when this node cannot hold a bundle
             nodes = [n["Resources"] for n in api.nodes() if n.get("Alive")]
-        missing = api._missing_on_every_node(bundle, nodes)
+        missing = feasibility.missing_on_every_node(bundle, nodes)
         if missing:
             warnings.warn(
                 f"placement group bundle {index} {bundle} cannot fit on any node (missing {missing}); "
                 "the group stays pending until such a node joins.",
                 stacklevel=2,
             )
-    placement_group_id = api._next_task_id()  # starts with the owner node's tag, like task ids
+    placement_group_id = session.next_task_id()  # starts with the owner node's tag, like task ids
     group = PlacementGroup(placement_group_id, checked, strategy, name)
     client.send(CreatePlacementGroup(placement_group_id, name, checked, strategy, lifetime))
     return group
@@ -136,14 +137,14 @@ def remove_placement_group(placement_group: PlacementGroup) -> None:
     """Release a placement group's resources; actors in it are stopped."""
     if not isinstance(placement_group, PlacementGroup):
         raise TypeError(f"remove_placement_group() expects a PlacementGroup, got {type(placement_group).__name__}")
-    api._client_for_submit().send(RemovePlacementGroup(placement_group._id))
+    session.client().send(RemovePlacementGroup(placement_group._id))
 
 
 def placement_group_table(placement_group: PlacementGroup | None = None) -> dict:
     """Information about one placement group, or all of them keyed by id."""
-    from .state import _query
+    from .state import query
 
-    rows = {row["placement_group_id"]: row for row in _query("placement_groups")}
+    rows = {row["placement_group_id"]: row for row in query("placement_groups")}
     if placement_group is None:
         return rows
     return rows.get(placement_group._id.hex(), {})

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from .. import api, exceptions
+from .._core import session
 from .._core.protocol import StateQuery
 
 DEFAULT_LIMIT = 100
@@ -32,10 +33,11 @@ def _client():
     for one started on this machine when this process has none)."""
     if not api.is_initialized():
         api.init(address="auto")
-    return api._session.client
+    return session.client()
 
 
-def _query(kind: str) -> list[dict]:
+def query(kind: str) -> list[dict]:
+    """Every node's rows of one kind ("tasks", "nodes", ...); the list_* functions filter them."""
     client = _client()
     reply = client.request(lambda request_id: StateQuery(request_id, kind), timeout_s=30)
     if reply is None:
@@ -70,37 +72,37 @@ def _select(rows: list[dict], filters: Iterable | None, limit: int, detail: bool
 
 def list_nodes(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
     """Nodes with their resources and object store use."""
-    return _select(_query("nodes"), filters, limit, detail)
+    return _select(query("nodes"), filters, limit, detail)
 
 
 def list_workers(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
     """Worker processes: pid, state (IDLE, BUSY, BLOCKED, ACTOR, STARTING)."""
-    return _select(_query("workers"), filters, limit, detail)
+    return _select(query("workers"), filters, limit, detail)
 
 
 def list_tasks(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
     """Tasks, running and recently finished (the last 10,000 by default)."""
-    return _select(_query("tasks"), filters, limit, detail)
+    return _select(query("tasks"), filters, limit, detail)
 
 
 def list_actors(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
     """Actors with their state (PENDING_CREATION, STARTING, ALIVE, DEAD), name and pid."""
-    return _select(_query("actors"), filters, limit, detail)
+    return _select(query("actors"), filters, limit, detail)
 
 
 def list_objects(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
     """Objects in the store: size, where they live (INLINE, SHARED_MEMORY, SPILLED), references."""
-    return _select(_query("objects"), filters, limit, detail)
+    return _select(query("objects"), filters, limit, detail)
 
 
 def list_jobs(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
     """Drivers that have connected, with their status."""
-    return _select(_query("jobs"), filters, limit, detail)
+    return _select(query("jobs"), filters, limit, detail)
 
 
 def list_placement_groups(filters=None, limit: int = DEFAULT_LIMIT, detail: bool = False, **_) -> list[StateRow]:
     """Placement groups (none until placement groups are created)."""
-    return _select(_query("placement_groups"), filters, limit, detail)
+    return _select(query("placement_groups"), filters, limit, detail)
 
 
 def _summary(rows: list[dict], key: str) -> dict:
@@ -113,13 +115,13 @@ def _summary(rows: list[dict], key: str) -> dict:
 
 def summarize_tasks(**_) -> dict:
     """Task counts by function name and state."""
-    rows = _query("tasks")
+    rows = query("tasks")
     return {"cluster": {"summary": _summary(rows, "state"), "total_tasks": len(rows)}}
 
 
 def summarize_actors(**_) -> dict:
     """Actor counts by class and state."""
-    rows = _query("actors")
+    rows = query("actors")
     summary: dict = {}
     for row in rows:
         entry = summary.setdefault(row["class_name"], {"state_counts": Counter()})
@@ -134,7 +136,7 @@ def summarize_actors(**_) -> dict:
 
 def summarize_objects(**_) -> dict:
     """Object counts and bytes by location."""
-    rows = _query("objects")
+    rows = query("objects")
     by_location: dict = {}
     for row in rows:
         entry = by_location.setdefault(row["location"], {"count": 0, "bytes": 0})

@@ -69,6 +69,27 @@ def test_init_shutdown_cycles():
     shoal.shutdown()  # idempotent
 
 
+def test_a_ref_from_a_shut_down_cluster_fails_at_once_and_starts_nothing():
+    shoal.init(num_cpus=1)
+    put_ref = shoal.put("kept")
+    task_ref = shoal.remote(lambda: 1).remote()
+    shoal.get(task_ref)
+    shoal.shutdown()
+    for ref in (put_ref, task_ref):
+        with pytest.raises(shoal.exceptions.OwnerDiedError, match="belongs to a cluster that was shut down"):
+            shoal.get(ref, timeout=30)
+        with pytest.raises(shoal.exceptions.ObjectLostError, match="was shut down"):
+            shoal.wait([ref], timeout=30)
+    assert not shoal.is_initialized()  # no cluster was started for a dead ref
+    shoal.init(num_cpus=1)  # and a later init with other arguments is free to start one
+    try:
+        with pytest.raises(shoal.exceptions.OwnerDiedError, match="was shut down"):
+            shoal.get(put_ref, timeout=30)  # a ref from the previous session, after a fresh init
+        assert shoal.get(shoal.put(2)) == 2
+    finally:
+        shoal.shutdown()
+
+
 def test_reinit_same_arguments_returns_context_and_different_raises():
     first = shoal.init(num_cpus=1)
     try:

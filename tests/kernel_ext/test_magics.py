@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import shoal
 from IPython.core.error import UsageError
@@ -120,9 +122,19 @@ def test_errors_point_at_the_cell_lines(shell):
     error = raised.value
     assert isinstance(error, shoal.exceptions.RayTaskError)
     text = "\n".join(error._render_traceback_())
-    assert 'File "<remote-cell-' in text
-    assert "line 3, in <module>" in text
+    assert re.search(r"^  Cell In\[\d+\], line 3, in <module>$", text, re.M), text
+    assert "remote-cell" not in text
     assert "c = a + missing_name" in text
+
+
+def test_a_function_from_a_cell_names_its_cell(shell):
+    number = shell.execution_count
+    shell.run_cell("def from_cell(x):\n    y = x + 1\n    raise ValueError(f'cell {y}')\n", store_history=True)
+    function = shoal.remote(shell.user_ns["from_cell"])
+    with pytest.raises(ValueError) as raised:
+        shoal.get(function.remote(1))
+    text = "\n".join(raised.value._render_traceback_())
+    assert f"  Cell In[{number}], line 3, in from_cell\n    raise ValueError(f'cell {{y}}')" in text, text
 
 
 def test_syntax_error_is_a_usage_error(shell):

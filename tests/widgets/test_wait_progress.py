@@ -7,6 +7,7 @@ import threading
 
 import pytest
 import shoal
+from shoal._core import session
 from shoal.kernel_ext import wait_display
 from shoal.kernel_ext.wait_display import WaitDisplays
 from shoal.util import output
@@ -162,12 +163,12 @@ def test_leaves_the_refresher_after_lingering_idle(displays):
 
 def test_close_finalizes_shown_bars_and_stops_listening(displays):
     displays.install()
-    assert displays.on_wait in shoal.api._wait_listeners
+    assert displays.on_wait in session.hooks.wait_listeners
     displays.on_wait(FakeInfo(total=4))
     displays.tick(101.0)
     displays.close()
     assert displays.views[0].finished == ("closed", 0)
-    assert displays.on_wait not in shoal.api._wait_listeners
+    assert displays.on_wait not in session.hooks.wait_listeners
 
 
 # ------------------------------------------------------------------ the runtime's hook, for real
@@ -197,7 +198,7 @@ def recorded():
     output.add_wait_listener(listener)
     yield events
     output.remove_wait_listener(listener)
-    assert listener not in shoal.api._wait_listeners
+    assert listener not in session.hooks.wait_listeners
 
 
 def test_wait_listener_sees_blocking_gets_and_waits_with_outcomes(cluster, recorded):

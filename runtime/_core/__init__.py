@@ -1,0 +1,25 @@
+"""shoal's private engine. Nothing here is public API; `shoal` re-exports what users need.
+
+Which file runs in which process, by layer (imports point down only; tests/unit/test_layering.py
+checks it):
+
+    services     (own sockets, threads or processes)
+      node process   node_main -> template (forks workers first), then node_manager with its
+                     parts: actor_manager, object_handlers, object_transfer, cluster_peers,
+                     cluster_actors, group_placement, control_store; node_launcher starts it
+      every client   client (the one connection to the node manager), session (the process's
+                     client, ids, namespace, front-end hooks), feasibility
+      worker         worker (runs tasks in order), actor_host (async/threaded actors)
+    mechanisms   serialization, shared_arena, arena_store (node side of the store),
+                 local_objects and object_io (client side), auth, lifecycle, system_errors
+    pure state   scheduling, cluster_table, object_directory, arena_allocator,
+                 placement_groups, state_view: events in, decisions out, no I/O
+    leaves       protocol (typed messages and the codec), ids, config (every SHOAL_* setting),
+                 task_args, task_context, frame_names
+
+    driver / worker process                 node process                   worker processes
+    +---------------------+   ipc / tcp     +--------------------------+   fork   +--------+
+    | api -> session ->   | --------------> | node_manager (+ parts)   | <------  | worker |
+    |        client       |   (protocol)    | scheduling, object_dir.. |  template|        |
+    +---------------------+                 | arena_store  <-- memfd --+--------> +--------+
+"""
