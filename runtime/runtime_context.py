@@ -9,7 +9,10 @@ class RuntimeContext:
     """What is running here: job, node, worker, task and actor ids, and assigned resources."""
 
     def get_job_id(self) -> str:
-        return task_context.process.job_id or ""
+        """The id of the driver's job, in hex; the same in the driver and in every task and actor
+        it starts, directly or through other tasks."""
+        job_id = task_context.current_job_id()
+        return job_id.hex() if job_id else ""
 
     def get_node_id(self) -> str:
         node_id = task_context.process.node_id
