@@ -23,6 +23,7 @@ class ProcessInfo:
     actor_name: str | None = None
     actor_restarted = False
     actor_handle = None
+    actor_resources: dict | None = None  # what this worker's actor holds for its life
     executor = None
 
 

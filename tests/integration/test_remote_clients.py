@@ -78,7 +78,7 @@ shoal.shutdown()
     assert "remote ok" in result.stdout
 
 
-def test_remote_driver_job_id_reaches_its_tasks_and_actors(head):
+def test_remote_driver_job_id_and_resources_reach_its_tasks_and_actors(head):
     result = _driver(
         head,
         f"""
@@ -115,6 +115,7 @@ shoal.shutdown()
     assert len(job_id) == 8 and job_id in seen["jobs"]
     contexts = [seen["task"], *seen["nested"], *seen["actor"]]
     assert [job for job, _, _ in contexts] == [job_id] * 5
+    assert [resources for _, _, resources in contexts] == [{"CPU": 1.0}] * 5
     task_ids = [task_id for _, task_id, _ in contexts[:3]]
     assert [seen["task_jobs"][task_id] for task_id in task_ids] == [job_id] * 3
 

@@ -89,7 +89,7 @@ _ACTOR_SPEC = ActorSpec(
     OWNER_ID,
     _task_spec(
         actor_id=b"\x0b" * 16,
-        actor_creation={"class_name": "C", "max_concurrency": 4},
+        actor_creation={"class_name": "C", "max_concurrency": 4, "resources": {"CPU": 2.0}},
         namespace="ns",
         job_id=b"\x0c\x00\xff\x01",
     ),
