@@ -126,6 +126,7 @@ class ActorClass:
         actor_id = session.next_task_id()  # starts with the owner node's tag, like task ids
         hosting = {
             "class_name": self._cls.__name__,
+            "resources": lifetime,  # what get_assigned_resources() reports inside the actor
             "name": name,
             "is_async": is_async,
             "max_concurrency": max_concurrency,

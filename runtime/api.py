@@ -19,6 +19,7 @@ from . import exceptions
 from ._core import client as client_module
 from ._core import config, feasibility, node_launcher, object_io, serialization, session, task_context
 from ._core.client import CoreClient
+from ._core.ids import job_id_of
 from ._core.local_objects import PinnedLocation
 from ._core.protocol import CancelTask
 from ._core.session import Session
@@ -230,7 +231,7 @@ def init(
         task_context.process.mode = "driver"
         task_context.process.node_id = client.node_info.node_id
         task_context.process.namespace = namespace
-        task_context.process.job_id = client.client_id[:4].hex()
+        task_context.process.job_id = job_id_of(client.client_id).hex()
         session.set_current(started)
         return _context(started)
 

@@ -191,6 +191,7 @@ def build_task(
         actor_id=actor_id,
         actor_creation=actor_creation,
         namespace=session.current_namespace(),
+        job_id=task_context.current_job_id(),
     )
     refs = [ObjectRef(task_id + (i + 1).to_bytes(4, "big")) for i in range(prepared["num_returns"])]
     return spec, refs, keep_alive

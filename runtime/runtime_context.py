@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from ._core import task_context
+from ._core.placement_groups import original_resources
 
 
 class RuntimeContext:
     """What is running here: job, node, worker, task and actor ids, and assigned resources."""
 
     def get_job_id(self) -> str:
-        return task_context.process.job_id or ""
+        """The id of the driver's job, in hex; the same in the driver and in every task and actor
+        it starts, directly or through other tasks."""
+        job_id = task_context.current_job_id()
+        return job_id.hex() if job_id else ""
 
     def get_node_id(self) -> str:
         node_id = task_context.process.node_id
@@ -39,8 +43,16 @@ class RuntimeContext:
         return getattr(task_context.process, "actor_name", None)
 
     def get_assigned_resources(self) -> dict:
-        spec = task_context.current_spec()
-        return dict(spec.resources) if spec is not None else {}
+        """The resources reserved for this worker, as floats by name: a task's request ({"CPU": 1.0}
+        by default), or what an actor holds for its life ({} by default), in its constructor and
+        in every method. Placement-group bundle names read as the plain names (`CPU`)."""
+        held = task_context.process.actor_resources
+        if held is None:
+            spec = task_context.current_spec()
+            if spec is None:
+                return {}
+            held = spec.resources
+        return original_resources(held)
 
     def get_accelerator_ids(self) -> dict:
         return {"GPU": [str(i) for i in task_context.current_gpu_ids()]}

@@ -405,6 +405,7 @@ class ActorManager:
                 "class_name": record.spec.class_name,
                 "name": record.spec.name or "",
                 "namespace": record.spec.namespace,
+                "job_id": record.spec.creation.job_id.hex() if record.spec.creation.job_id is not None else None,
                 "state": record.state,
                 "pid": record.pid,
                 "num_restarts": record.num_restarts,

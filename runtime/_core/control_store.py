@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import time
 
+from .ids import job_id_of
+
 
 class ControlStore:
     def __init__(self) -> None:
         self.jobs: dict[str, dict] = {}
         self.kv: dict[tuple[str, bytes], bytes] = {}
-        self._job_counter = 0
 
     def add_job(self, client_id: str, pid: int, namespace: str | None) -> str:
-        self._job_counter += 1
-        job_id = f"{self._job_counter:08x}"
+        job_id = job_id_of(bytes.fromhex(client_id)).hex()  # what the driver's get_job_id() says
         self.jobs[client_id] = {
             "job_id": job_id,
             "driver_pid": pid,

@@ -87,6 +87,11 @@ class PlacementGroupID(BaseID):
     SIZE = 16
 
 
+def job_id_of(driver_client_id: bytes) -> bytes:
+    """A driver's job id: the first bytes of its (random) client id, so every node names it alike."""
+    return bytes(driver_client_id[: JobID.SIZE])
+
+
 def object_id_for(task_id: bytes, index: int) -> bytes:
     """The id of return value `index` (1-based; 0 is a put) of `task_id`."""
     return task_id + struct.pack(">I", index)

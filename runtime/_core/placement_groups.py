@@ -13,9 +13,11 @@ the group is created once every node has confirmed (cluster_peers.py does the me
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
+from .ids import TASK_ID_BYTES
 from .scheduling import UNIT, acquire, fits, release, to_shape
 
 READY_SUFFIX = b"\xff\xff\xff\xfd"
@@ -31,6 +33,19 @@ def bundle_resource(name: str, placement_group_hex: str, index: int | None) -> s
     if index is None or index < 0:
         return f"{name}_group_{placement_group_hex}"
     return f"{name}_group_{index}_{placement_group_hex}"
+
+
+# A group's id is made like a task id (see util/placement_group.py).
+_BUNDLE_RESOURCE = re.compile(rf"(.+)_group_(?:\d+_)?[0-9a-f]{{{2 * TASK_ID_BYTES}}}")
+
+
+def original_resources(resources: dict) -> dict:
+    """A request as its user wrote it: `CPU_group_0_<pg>` and `CPU_group_<pg>` read as `CPU`."""
+    original = {}
+    for name, amount in resources.items():
+        match = _BUNDLE_RESOURCE.fullmatch(name)
+        original[match.group(1) if match else name] = float(amount)
+    return original
 
 
 @dataclass
@@ -192,4 +207,4 @@ class PlacementGroupTable:
         ]
 
 
-__all__ = ["PlacementGroupTable", "bundle_resource", "ready_object_id", "UNIT"]
+__all__ = ["PlacementGroupTable", "bundle_resource", "original_resources", "ready_object_id", "UNIT"]

@@ -150,6 +150,7 @@ class TaskSpec:
     actor_id: bytes | None = None  # method calls and actor creation: the actor
     actor_creation: dict | None = None  # creation only: how the worker hosts the actor
     namespace: str | None = None  # the submitting job's namespace, for named actors
+    job_id: bytes | None = None  # the driver's job; tasks submitted from tasks and actors inherit it
 
 
 @record(3, nested={"spec": TaskSpec, "arg_values": [ObjectValue]})

@@ -44,7 +44,7 @@ def task_row(spec, worker_id, started_wall, ended_wall, state, error_type, node_
         "type": kind,
         "actor_id": spec.actor_id.hex() if spec.actor_id else None,
         "parent_task_id": spec.parent_task_id.hex() if spec.parent_task_id else None,
-        "job_id": spec.owner_id.hex()[:8],
+        "job_id": spec.job_id.hex() if spec.job_id is not None else None,
         "node_id": node_id,
         "worker_id": worker_id.hex() if worker_id else None,
         "worker_pid": worker_pids.get(worker_id) if worker_id else None,

@@ -260,6 +260,9 @@ class Executor:
             task_context.process.actor_id = spec.actor_id
             task_context.process.actor_name = options.get("name")
             task_context.process.actor_restarted = bool(options.get("restarted"))
+            task_context.process.actor_resources = dict(options.get("resources") or {})
+            if spec.job_id is not None:
+                task_context.process.job_id = spec.job_id.hex()  # for threads the actor starts itself
             task_context.set_current(spec, task.gpu_ids, {id(v) for v in resolved})
             self._apply_env(spec, task.gpu_ids)  # kept for the actor's life
             self.current = task

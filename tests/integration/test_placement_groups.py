@@ -7,7 +7,7 @@ import shoal
 from shoal import exceptions
 from shoal.util import placement_group, placement_group_table, remove_placement_group
 from shoal.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from shoal.util.state import list_placement_groups
+from shoal.util.state import list_placement_groups, list_tasks
 
 
 @shoal.remote
@@ -21,12 +21,15 @@ def test_reserve_run_and_remove(cluster):
     assert group.wait(5)
     assert shoal.available_resources().get("CPU", 0) == 0  # both CPUs reserved by the group
     strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=1)
-    resources = shoal.get(used.options(scheduling_strategy=strategy).remote(), timeout=10)
-    assert list(resources) == [f"CPU_group_1_{group.id.hex()}"]
+    in_bundle = used.options(scheduling_strategy=strategy).remote()
+    assert shoal.get(in_bundle, timeout=10) == {"CPU": 1.0}  # as in Ray: the names the task asked for
     anywhere = PlacementGroupSchedulingStrategy(group)
     assert shoal.get([used.options(scheduling_strategy=anywhere).remote() for _ in range(4)], timeout=10)
-    legacy = shoal.get(used.options(placement_group=group, placement_group_bundle_index=0).remote(), timeout=10)
-    assert list(legacy) == [f"CPU_group_0_{group.id.hex()}"]
+    legacy = used.options(placement_group=group, placement_group_bundle_index=0).remote()
+    assert shoal.get(legacy, timeout=10) == {"CPU": 1.0}
+    requested = {row.task_id: row.required_resources for row in list_tasks(limit=10_000)}
+    assert requested[in_bundle.task_id().hex()] == {f"CPU_group_1_{group.id.hex()}": 1.0}
+    assert requested[legacy.task_id().hex()] == {f"CPU_group_0_{group.id.hex()}": 1.0}
     table = placement_group_table(group)
     assert table["state"] == "CREATED" and table["strategy"] == "PACK" and table["name"] == "pair"
     assert any(row.name == "pair" for row in list_placement_groups())

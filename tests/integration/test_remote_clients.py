@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -75,6 +76,48 @@ shoal.shutdown()
     )
     assert result.returncode == 0, result.stderr
     assert "remote ok" in result.stdout
+
+
+def test_remote_driver_job_id_and_resources_reach_its_tasks_and_actors(head):
+    result = _driver(
+        head,
+        f"""
+import json, shoal
+from shoal.util.state import list_jobs, list_tasks
+shoal.init(address="127.0.0.1:{PORT}")
+def context():
+    ctx = shoal.get_runtime_context()
+    return ctx.get_job_id(), ctx.get_task_id(), ctx.get_assigned_resources()
+task = shoal.remote(context)
+@shoal.remote
+def outer():
+    return context(), shoal.get(task.remote())
+@shoal.remote(num_cpus=1)
+class Holder:
+    def __init__(self): self.created = context()
+    def report(self): return self.created, context()
+holder = Holder.remote()
+print(json.dumps({{
+    "driver": shoal.get_runtime_context().get_job_id(),
+    "task": shoal.get(task.remote()),
+    "nested": shoal.get(outer.remote()),
+    "actor": shoal.get(holder.report.remote()),
+    "jobs": [job.job_id for job in list_jobs() if job.status == "RUNNING"],
+    "task_jobs": {{row.task_id: row.job_id for row in list_tasks(limit=10_000)}},
+}}))
+shoal.shutdown()
+""",
+        head["token"],
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    job_id = seen["driver"]
+    assert len(job_id) == 8 and job_id in seen["jobs"]
+    contexts = [seen["task"], *seen["nested"], *seen["actor"]]
+    assert [job for job, _, _ in contexts] == [job_id] * 5
+    assert [resources for _, _, resources in contexts] == [{"CPU": 1.0}] * 5
+    task_ids = [task_id for _, task_id, _ in contexts[:3]]
+    assert [seen["task_jobs"][task_id] for task_id in task_ids] == [job_id] * 3
 
 
 def test_wrong_or_missing_token_is_refused_quickly(head):

@@ -87,7 +87,12 @@ _ERROR = ObjectValue(b"\x06" * 20, b"err", is_error=True)
 _ACTOR_SPEC = ActorSpec(
     b"\x0b" * 16,
     OWNER_ID,
-    _task_spec(actor_id=b"\x0b" * 16, actor_creation={"class_name": "C", "max_concurrency": 4}, namespace="ns"),
+    _task_spec(
+        actor_id=b"\x0b" * 16,
+        actor_creation={"class_name": "C", "max_concurrency": 4, "resources": {"CPU": 2.0}},
+        namespace="ns",
+        job_id=b"\x0c\x00\xff\x01",
+    ),
     {"CPU": 1.0},
     {},
     "counter",
@@ -113,6 +118,7 @@ SAMPLES = [
         strategy=None,
         retry_exception_types=b"\x80\x05types",
         retry_exceptions=False,
+        job_id=b"\x00\x00\x00\x01",
     ),
     TaskExec(_task_spec(), [_INLINE, _IN_ARENA], [0, 3]),
     TaskResult(TASK_ID, [_INLINE, _ERROR], retriable_error=True, duration_s=0.125),
