@@ -1,6 +1,7 @@
 # shoal's developer entry points. GNU make; run from the repository root.
 #
 #   make lab          set up .venv and open JupyterLab on the tutorial notebooks in notebooks/
+#                     (LAB_ARGS='--no-browser --port=9999' passes more options to `jupyter lab`)
 #   make test         make lint, then the whole test suite in .venv (what .ci/run does) and the
 #                     notebooks/ tutorials under nbval; TESTS=tests/unit PYTEST_ARGS='-k name' narrows the first
 #   make lint         ruff check, ruff format --check and pyright, at the versions requirements.lock pins
@@ -22,6 +23,7 @@ VENV_PYTHON := $(VENV)/bin/python
 TESTS ?= tests
 TEST_TIMEOUT_S ?= 120
 PYTEST_ARGS ?=
+LAB_ARGS ?=
 
 # Every package .venv holds, at one exact version each: what `make test` and CI test against, so
 # a new release upstream changes nothing until `make lock` takes it in. Resolved by uv from
@@ -125,9 +127,11 @@ $(VENV_STAMP):
 
 # The tutorials: notebooks/01_quickstart, 02_remote_cells, 03_cluster_views. The README's quick
 # start is tested by tests/unit/test_packaging.py; the notebooks by nbval in `make test`.
+# JupyterLab refuses to run as root without --allow-root, and containers and CI machines run as
+# root. tests/unit/test_make_lab.py runs this recipe (with VENV_STAMP= so it builds nothing).
 lab: $(VENV_STAMP)
 	@echo "make lab: JupyterLab on notebooks/ (start with 01_quickstart.ipynb); Ctrl-C to stop" >&2
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 lint: $(VENV_STAMP)
 	$(call run_lint,$(VENV))
