@@ -1,10 +1,16 @@
 # shoal's developer entry points. GNU make; run from the repository root.
 #
-#   make lab        set up .venv and open JupyterLab on the tutorial notebooks in notebooks/
-#   make test       set up .venv and run the whole test suite (what .ci/run does);
-#                   and the notebooks/ tutorials under nbval; TESTS=tests/unit PYTEST_ARGS='-k name' narrows the first
-#   make clean      remove build artefacts; the virtual environments stay
-#   make distclean  clean, and remove .venv too
+#   make lab          set up .venv and open JupyterLab on the tutorial notebooks in notebooks/
+#                     (LAB_ARGS='--no-browser --port=9999' passes more options to `jupyter lab`)
+#   make test         make lint, then the whole test suite in .venv (what .ci/run does) and the
+#                     notebooks/ tutorials under nbval; TESTS=tests/unit PYTEST_ARGS='-k name' narrows the first
+#   make lint         ruff check, ruff format --check and pyright, at the versions requirements.lock pins
+#   make venv         build .venv from requirements.lock (make test and make lab do this when needed)
+#   make lock         re-resolve requirements.lock at the newest versions pyproject.toml allows
+#                     (LOCK_UPGRADE= keeps the current pins and resolves only what pyproject.toml changed)
+#   make test-latest  build .venv-latest from the newest versions (not the lock) and run lint and the suite there
+#   make clean        remove build artefacts; the virtual environments stay
+#   make distclean    clean, and remove the virtual environments too
 #   make bench-ray-venv | bench | bench-smoke    from benchmarks/bench.mk
 
 SHELL := /bin/bash
@@ -14,62 +20,157 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 VENV_PYTHON := $(VENV)/bin/python
-# A CPU build, served from a local wheel on the project's machines; kept out of shoal's own
-# dependencies (it joins a [train]/[all] extra with the library that needs it).
-TORCH_VERSION := 2.13.0
 TESTS ?= tests
 TEST_TIMEOUT_S ?= 120
 PYTEST_ARGS ?=
+LAB_ARGS ?=
+
+# Every package .venv holds, at one exact version each: what `make test` and CI test against, so
+# a new release upstream changes nothing until `make lock` takes it in. Resolved by uv from
+# pyproject.toml (shoal's dependencies and all its extras) plus TORCH below.
+LOCK := requirements.lock
+# A CPU build, served from a local wheel on the project's machines (pip's find-links); PyPI's
+# torch is the CUDA build, several GB with its nvidia-* packages. Kept out of shoal's own
+# dependencies (it joins a [train]/[all] extra with the library that needs it), so `make lock`
+# adds it to what it resolves: the lock pins it and its own dependencies.
+TORCH := torch==2.13.0+cpu
+# The lock is resolved for the project's machines, whoever runs `make lock`. To uv "3.11" means
+# 3.11.0, so a release that needs a later 3.11 (soupsieve 4 needs 3.11.5) is left out and the
+# lock installs on any 3.11 (Debian 12's is 3.11.2).
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+LOCK_UPGRADE ?= --upgrade
+# uv lives in a venv of its own, so `make lock` works whatever state .venv or the lock is in.
+UV_VERSION := 0.13.9
+TOOLS_VENV := .venv-tools
+UV := $(TOOLS_VENV)/bin/uv
+UV_STAMP := $(TOOLS_VENV)/.stamp-uv-$(UV_VERSION)
+# uv does not read pip's configuration: give it the find-links pip has (/opt/wheels on the
+# project's machines, where the torch CPU wheel lies). Recursive, so only the targets that resolve ask pip.
+LOCK_FIND_LINKS = $(shell $(PYTHON) -m pip config list 2>/dev/null \
+	| sed -n "s/^[^=]*find-links='\(.*\)'$$/\1/p" | tr ' ' '\n' | sort -u)
+# Built from the newest versions pyproject.toml allows, by `make test-latest`; never by `make test`.
+LATEST_VENV := .venv-latest
 
 # The stamp's name carries a hash of what the venv is built from, so editing pyproject.toml or
-# the torch pin rebuilds it and anything else finds it up to date at the cost of one stat.
-VENV_HASH := $(shell { cat pyproject.toml; echo "torch==$(TORCH_VERSION)"; } | sha256sum | cut -c1-16)
+# the lock rebuilds it and anything else finds it up to date at the cost of one stat.
+VENV_HASH := $(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.stamp-$(VENV_HASH)
 
-.PHONY: help venv lab test clean distclean
+.PHONY: help venv lab lint test lock test-latest clean distclean
 
 help:
-	@sed -n '3,9s/^# \{0,1\}//p' Makefile
+	@sed -n '3,/^$$/s/^# \{0,1\}//p' Makefile
 
-venv: $(VENV_STAMP)
+# $(call new_venv,DIR): an empty venv in DIR. Built anew each time, so a package that left the
+# requirements leaves the venv too.
+define new_venv
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1) || { echo "could not create $(1): on Debian, apt-get install python3-venv" >&2; exit 1; }
+endef
 
-$(VENV_STAMP):
-	rm -f $(VENV)/.stamp-*
-	$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV): on Debian, apt-get install python3-venv" >&2; exit 1; }
-	time $(VENV_PYTHON) -m pip install -e '.[test,jupyter]'
-	time $(VENV_PYTHON) -m pip install 'torch==$(TORCH_VERSION)'
-	$(VENV_PYTHON) -m ipykernel install --sys-prefix --name python3
-	touch $@
+# $(call fill_venv,DIR): install DIR/requirements.txt, then shoal itself (editable). Every package
+# is pinned there, so --no-deps: pip installs exactly that list and resolves nothing; pip check
+# then proves the list complete and consistent. setuptools and wheel are in the list, so the
+# editable build uses them (--no-build-isolation) rather than fetching unpinned ones.
+define fill_venv
+	time $(1)/bin/python -m pip install --no-deps -r $(1)/requirements.txt
+	$(1)/bin/python -m pip install --no-deps --no-build-isolation -e .
+	$(1)/bin/python -m pip check
+	$(1)/bin/python -m ipykernel install --sys-prefix --name python3
+endef
 
-# The tutorials: notebooks/01_quickstart, 02_remote_cells, 03_cluster_views. The README's quick
-# start is tested by tests/unit/test_packaging.py; the notebooks by nbval in `make test`.
-lab: $(VENV_STAMP)
-	@echo "make lab: JupyterLab on notebooks/ (start with 01_quickstart.ipynb); Ctrl-C to stop" >&2
-	$(VENV)/bin/jupyter lab notebooks/
+# $(call resolve,OUTPUT,UPGRADE): resolve pyproject.toml's dependencies and extras (all of them:
+# an extra added later is locked without a change here) plus TORCH into OUTPUT, preferring the
+# pins OUTPUT already holds unless UPGRADE is --upgrade. Refuses a result with CUDA packages.
+define resolve
+	echo '$(TORCH)' | $(UV) pip compile pyproject.toml - --all-extras $(2) $(LOCK_TARGET) \
+		$(addprefix --find-links ,$(LOCK_FIND_LINKS)) --custom-compile-command 'make lock' --quiet -o $(1)
+	if grep -n '^nvidia-' $(1); then echo "make: $(1) pulls CUDA packages: torch must be the CPU build" >&2; exit 1; fi
+	grep -q '^torch==.*+cpu$$' $(1) || { echo "make: $(1) does not pin a CPU build of torch" >&2; exit 1; }
+endef
+
+# ruff and pyright from DIR; all three checks run, so one run reports everything.
+# PYRIGHT_PYTHON_IGNORE_WARNINGS: the wheel bundles pyright, and asking PyPI for a newer one is make lock's job.
+define run_lint
+	status=0; \
+	$(1)/bin/ruff check . || status=1; \
+	$(1)/bin/ruff format --check . || status=1; \
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(1)/bin/pyright --pythonpath $(1)/bin/python || status=1; \
+	if [ $$status -ne 0 ]; then echo "make lint: failed (see above)" >&2; fi; \
+	exit $$status
+endef
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 # Then (whatever the first run gave) the tutorial notebooks under nbval, in a separate run: only notebooks/ is collected, so
 # tests/conftest.py (its leak checks) is not loaded; --nbval-current-env runs the kernel with
 # this venv's python; cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their saved output.
-test: $(VENV_STAMP)
-	@status=0; \
-	SHOAL_NONINTERACTIVE=1 $(VENV_PYTHON) -m pytest $(TESTS) -q -p no:cacheprovider \
+define run_tests
+	status=0; \
+	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest $(TESTS) -q -p no:cacheprovider \
 		--timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	nb_status=0; \
-	SHOAL_NONINTERACTIVE=1 $(VENV_PYTHON) -m pytest --nbval-lax --nbval-current-env notebooks \
+	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest --nbval-lax --nbval-current-env notebooks \
 		-q -p no:cacheprovider --timeout=$(TEST_TIMEOUT_S) || nb_status=$$?; \
 	if [ $$nb_status -ne 0 ]; then echo "make test: the notebooks failed under nbval" >&2; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	exit $$nb_status
+endef
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP):
+	$(call new_venv,$(VENV))
+	cp $(LOCK) $(VENV)/requirements.txt
+	$(call fill_venv,$(VENV))
+	touch $@
+
+# The tutorials: notebooks/01_quickstart, 02_remote_cells, 03_cluster_views. The README's quick
+# start is tested by tests/unit/test_packaging.py; the notebooks by nbval in `make test`.
+# JupyterLab refuses to run as root without --allow-root, and containers and CI machines run as
+# root. tests/unit/test_make_lab.py runs this recipe (with VENV_STAMP= so it builds nothing).
+lab: $(VENV_STAMP)
+	@echo "make lab: JupyterLab on notebooks/ (start with 01_quickstart.ipynb); Ctrl-C to stop" >&2
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+lint: $(VENV_STAMP)
+	$(call run_lint,$(VENV))
+
+# Lint first: a style or type regression fails in seconds, before the suite's minutes.
+test: lint $(VENV_STAMP)
+	$(call run_tests,$(VENV))
+
+$(UV_STAMP):
+	rm -rf $(TOOLS_VENV)
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install 'uv==$(UV_VERSION)'
+	touch $@
+
+# Written next to the lock and checked before it replaces it, so a refused result leaves the lock as it was.
+lock: $(UV_STAMP)
+	if [ -f $(LOCK) ]; then cp $(LOCK) $(LOCK).new; fi
+	$(call resolve,$(LOCK).new,$(LOCK_UPGRADE))
+	mv $(LOCK).new $(LOCK)
+	@echo "make lock: $(LOCK) updated; git diff $(LOCK) shows what changed, make test tests it" >&2
+
+# The same lint and suite against the newest releases the ranges allow: the check that comes
+# before `make lock` takes them in (see the README's developer notes). Rebuilt on every run.
+test-latest: $(UV_STAMP)
+	$(call new_venv,$(LATEST_VENV))
+	$(call resolve,$(LATEST_VENV)/requirements.txt,--upgrade)
+	@echo "make test-latest: pins that differ from the lock (< $(LOCK), > newest):"; \
+	{ diff $(LOCK) $(LATEST_VENV)/requirements.txt || true; } | grep '^[<>] [^ #]' || echo "  none"
+	$(call fill_venv,$(LATEST_VENV))
+	$(call run_lint,$(LATEST_VENV))
+	$(call run_tests,$(LATEST_VENV))
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache $(LOCK).new
 	find . \( -path ./.git -o -path './.venv*' -o -name node_modules \) -prune \
 		-o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LATEST_VENV) $(TOOLS_VENV)
 
 -include benchmarks/bench.mk
 ifneq ($(wildcard benchmarks/bench.mk),)
