@@ -441,7 +441,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         if worker_id not in self.clients:
             # Died before registering.
             self.scheduler.worker_start_failed()
-        lost = self.scheduler.remove_worker(worker_id)
+        lost, never_started = self.scheduler.worker_died(worker_id)
+        self._return_unstarted(never_started)
         for task_id in lost:
             record = self.tasks.get(task_id)
             if record is None or record.state == DONE:
@@ -456,6 +457,17 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                     record, "worker_crashed", {"pid": pid, "exitcode": code, "task": record.spec.function_name}
                 )
         self._client_gone(worker_id)
+
+    def _return_unstarted(self, task_ids: list) -> None:
+        """Tasks a dead worker held but never began: queued again, uncharged; cancelled ones end."""
+        for task_id in task_ids:
+            record = self.tasks.get(task_id)
+            if record is None or record.state == DONE or record.cancelled:
+                self.scheduler.cancel_queued(task_id)
+                if record is not None and record.state != DONE:
+                    self._finish_with_error(record, "cancelled", None)
+            else:
+                record.state, record.worker_id = QUEUED, None
 
     # -- clients ----------------------------------------------------------------------------
 
