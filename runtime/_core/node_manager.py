@@ -337,6 +337,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             except zmq.Again:
                 return
             client_id = frames[0][:16]  # a client's send socket adds one byte to its id
+            if client_id in self.exited_worker_pids:
+                continue  # a dead worker's last words, overtaken by its exit: they would undo its cleanup
             if remote:
                 if frames[0][16:] == PEER_SUFFIX:
                     self._on_peer_frames(client_id, frames[1:])

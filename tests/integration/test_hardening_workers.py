@@ -19,7 +19,10 @@ import time
 import psutil
 import pytest
 import shoal
+import zmq
 from shoal import exceptions
+from shoal._core import lifecycle, protocol
+from shoal._core.client import current as current_client
 from shoal._core.config import load_config
 from shoal._core.worker_watch import WorkerWatch
 from shoal.util.state import list_workers
@@ -205,6 +208,31 @@ def test_killing_a_worker_fails_only_its_running_task_not_the_ones_queued_behind
     crashed = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
     assert not crashed, f"{len(crashed)} of {len(behind)} calls that never started were failed: {crashed[0]}"
     assert outcomes == ["done"] * len(behind)
+
+
+def test_what_a_dead_worker_sent_after_its_exit_is_ignored(cluster):
+    """A message that its exit overtook (here its registration, replayed) must not revive it."""
+    shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)
+    row = wait_for(lambda: next((r for r in list_workers() if r["state"] == "IDLE"), None), 30)
+    worker_id, pid = bytes.fromhex(row["worker_id"]), row["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: pid not in _worker_pids(), 30, describe=_describe_workers)
+    session_dir = current_client().node_info.session_dir
+    context = zmq.Context()
+    ghost = context.socket(zmq.DEALER)
+    ghost.setsockopt(zmq.LINGER, 0)
+    ghost.setsockopt(zmq.IDENTITY, worker_id)
+    try:
+        ghost.connect(f"ipc://{lifecycle.node_socket_path(session_dir)}")
+        ghost.send(protocol.encode(protocol.RegisterClient(worker_id, pid, "worker")))
+        # Registered, it would be an idle worker that takes tasks and never runs them.
+        for _ in range(5):
+            list_workers()
+            assert len(shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)) == 4
+        assert ghost.poll(0) == 0  # and it was never answered
+    finally:
+        ghost.close()
+        context.term()
 
 
 def test_worker_watch_reports_an_exit_nobody_reaped_only_after_the_grace():
