@@ -274,7 +274,20 @@ class ActorManager:
             record.no_restart = True
             record.exit_reason = reason
 
-    def worker_exited(self, worker_id: bytes, pid: int, code: int) -> bool:
+    def fork_lost(self, worker_id: bytes) -> None:
+        """The template died before forking this actor's worker: the actor waits to be placed again."""
+        actor_id = self.forking.pop(worker_id, None)
+        record = self.actors.get(actor_id) if actor_id is not None else None
+        if record is None or record.state != STARTING:
+            return
+        if record.reservation is not None:
+            self.service.scheduler.cancel_reservation(record.reservation)
+            record.reservation = None
+        record.state = PENDING
+        self.pending.append(actor_id)
+        self.service.actor_changed(record)
+
+    def worker_exited(self, worker_id: bytes, pid: int, code: int | None) -> bool:
         """Returns True if the worker hosted an actor."""
         actor_id = self.by_worker.pop(worker_id, None)
         if actor_id is None:

@@ -40,6 +40,7 @@ from .placement_groups import PlacementGroupTable, ready_object_id
 from .protocol import ObjectValue, TaskSpec
 from .scheduling import SchedulerState
 from .system_errors import error_value
+from .worker_watch import WorkerWatch
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.worker_pids: dict[bytes, int] = {}  # worker id -> pid (from the template)
         self.pid_workers: dict[int, bytes] = {}
         self.worker_exits: dict[bytes, int] = {}
+        self.worker_watch = WorkerWatch()  # sees deaths the template does not report
+        self.pool_forks: set[bytes] = set()  # pool workers asked of the template, not yet started
         self.outbox: dict[bytes, list] = {}
         self.target_pool = int(self.resources.get("CPU", 1)) if self.config.prestart_workers else 0
         self.store = ArenaStore(int(options["object_store_bytes"]), os.path.join(self.session_dir, "spill"))
@@ -237,17 +240,31 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         from .template import TemplateHandle
 
         self.template.close(self.config.shutdown_timeout_s)
+        self._template_workers_lost()
         self.template = TemplateHandle.spawn(
             self.template_options, os.path.join(self.session_dir, "logs", "template.log")
         )
         self.poller.register(self.template.read_fd, zmq.POLLIN)
         self._template_buffer = b""
 
+    def _template_workers_lost(self) -> None:
+        """The template died, its workers with it, unreported: each counts as exited; its forks never start."""
+        for pid, worker_id in list(self.pid_workers.items()):
+            self.worker_watch.kill(worker_id)
+            self._on_worker_exit(pid, None, cause="its worker template died and took it along")
+        self.scheduler.worker_start_failed(len(self.pool_forks))
+        self.pool_forks.clear()
+        for worker_id in list(self.actors.forking):
+            self.actors.fork_lost(worker_id)
+
     def _start_workers(self, count: int) -> None:
-        lines = "".join(f"fork {os.urandom(16).hex()}\n" for _ in range(count))
+        worker_ids = [os.urandom(16) for _ in range(count)]
+        lines = "".join(f"fork {worker_id.hex()}\n" for worker_id in worker_ids)
         self.scheduler.worker_starting(count)
         if not self.template.send(lines):
             self.scheduler.worker_start_failed(count)
+        else:
+            self.pool_forks.update(worker_ids)
 
     def close(self) -> None:
         for client_id, record in list(self.clients.items()):
@@ -258,6 +275,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         for pid in list(self.pid_workers):
             lifecycle.kill_quietly(pid)
         self.template.close(self.config.shutdown_timeout_s)
+        self.worker_watch.close()
         self._flush_peers()
         self._close_peers()
         self.router.close(linger=0)
@@ -319,6 +337,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             except zmq.Again:
                 return
             client_id = frames[0][:16]  # a client's send socket adds one byte to its id
+            if client_id in self.exited_worker_pids:
+                continue  # a dead worker's last words, overtaken by its exit: they would undo its cleanup
             if remote:
                 if frames[0][16:] == PEER_SUFFIX:
                     self._on_peer_frames(client_id, frames[1:])
@@ -399,6 +419,10 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             pid = self.worker_pids.get(worker_id)
             if pid:
                 self._kill_worker(pid)
+        for worker_id in self.worker_watch.unreported_exits(now):
+            pid = self.worker_pids.get(worker_id)
+            if pid:
+                self._on_worker_exit(pid, None, cause="it exited and its worker template did not report it")
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -420,17 +444,21 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 worker_id, pid = bytes.fromhex(parts[1]), int(parts[2])
                 self.worker_pids[worker_id] = pid
                 self.pid_workers[pid] = worker_id
+                self.pool_forks.discard(worker_id)
+                self.worker_watch.add(worker_id, pid)
             elif parts[0] == "exited":
                 self._on_worker_exit(int(parts[1]), int(parts[2]))
 
     def _kill_worker(self, pid: int) -> None:
         lifecycle.kill_quietly(pid, signal.SIGKILL)
 
-    def _on_worker_exit(self, pid: int, code: int) -> None:
+    def _on_worker_exit(self, pid: int, code: int | None, cause: str | None = None) -> None:
+        """A worker is gone: `code` is the exit status its template reported, or None with `cause`."""
         worker_id = self.pid_workers.pop(pid, None)
         if worker_id is None:
             return
         self.worker_pids.pop(worker_id, None)
+        self.worker_watch.discard(worker_id)
         self.exited_worker_pids[worker_id] = pid
         if len(self.exited_worker_pids) > 1000:
             self.exited_worker_pids.pop(next(iter(self.exited_worker_pids)))
@@ -441,7 +469,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         if worker_id not in self.clients:
             # Died before registering.
             self.scheduler.worker_start_failed()
-        lost = self.scheduler.remove_worker(worker_id)
+        lost, never_started = self.scheduler.worker_died(worker_id)
+        self._return_unstarted(never_started)
         for task_id in lost:
             record = self.tasks.get(task_id)
             if record is None or record.state == DONE:
@@ -452,10 +481,20 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 record.retries_left -= 1 if record.retries_left > 0 else 0
                 self._requeue(record)
             else:
-                self._finish_with_error(
-                    record, "worker_crashed", {"pid": pid, "exitcode": code, "task": record.spec.function_name}
-                )
+                details = {"pid": pid, "exitcode": code, "task": record.spec.function_name, "cause": cause}
+                self._finish_with_error(record, "worker_crashed", details)
         self._client_gone(worker_id)
+
+    def _return_unstarted(self, task_ids: list) -> None:
+        """Tasks a dead worker held but never began: queued again, uncharged; cancelled ones end."""
+        for task_id in task_ids:
+            record = self.tasks.get(task_id)
+            if record is None or record.state == DONE or record.cancelled:
+                self.scheduler.cancel_queued(task_id)
+                if record is not None and record.state != DONE:
+                    self._finish_with_error(record, "cancelled", None)
+            else:
+                record.state, record.worker_id = QUEUED, None
 
     # -- clients ----------------------------------------------------------------------------
 

@@ -139,6 +139,21 @@ class SchedulerState:
             self.task_worker.pop(task_id, None)
         return lost
 
+    def worker_died(self, worker_id: bytes) -> tuple[list[bytes], list[bytes]]:
+        """Forget a dead worker; returns (tasks it may have started, tasks put back in the queue).
+
+        A pool worker runs the tasks it was given one at a time, in the order they were sent,
+        and reports them in that order: of those still assigned, only the first can have
+        started. The rest go back to the front of their queue, in order, as if never sent. A
+        dedicated (actor) worker's tasks all count as lost; its actor decides what happens to them.
+        """
+        slot = self.workers.get(worker_id)
+        if slot is None or slot.dedicated:
+            return self.remove_worker(worker_id), []
+        never_started = list(slot.assigned)[1:]
+        self.requeue_front(worker_id, never_started)
+        return self.remove_worker(worker_id), never_started
+
     def is_feasible(self, shape: Shape) -> bool:
         return fits(self.total, shape)
 

@@ -21,8 +21,9 @@ import sys
 from . import lifecycle
 
 
-def _run_child(worker_id: bytes, options: dict, log_fd: int) -> None:
-    lifecycle.die_with_parent(signal.SIGKILL)
+def _run_child(worker_id: bytes, options: dict, log_fd: int, template_pid: int) -> None:
+    # A template that died just before this request took effect would leave a worker nobody knows.
+    lifecycle.die_with_parent(signal.SIGKILL, expected_parent=template_pid)
     signal.set_wakeup_fd(-1)
     for fd in (options["wakeup_fd"], options["wakeup_read_fd"]):
         os.close(fd)
@@ -133,10 +134,11 @@ def main(options: dict) -> None:
                         worker_id = bytes.fromhex(parts[1])
                         log_path = os.path.join(log_dir, f"worker-{parts[1][:12]}.log")
                         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                        template_pid = os.getpid()
                         pid = os.fork()
                         if pid == 0:
                             selector.close()
-                            _run_child(worker_id, options, log_fd)
+                            _run_child(worker_id, options, log_fd, template_pid)
                         os.close(log_fd)
                         children.add(pid)
                         stdout.write(f"started {parts[1]} {pid}\n")

@@ -280,6 +280,62 @@ def test_remove_worker_returns_lost_tasks_and_frees_resources():
     assert state.remove_worker(worker_id) == []
 
 
+def test_worker_died_charges_only_its_first_task_and_requeues_the_rest_at_the_front():
+    state = make({"CPU": 2, "GPU": 1}, pipeline_depth=4)
+    learn_mean(state, FAST, 0.001)
+    [worker_id] = with_workers(state, 1)
+    shape = {"CPU": 1, "GPU": 1}
+    tasks = enqueue(state, 6, shape, function_id=FAST)
+    assert dispatched(state.schedule(0.0)[0]) == tasks[:4]
+    state.task_finished(worker_id, tasks[0], 0.001, 0.0)  # results come back in order
+    lost, never_started = state.worker_died(worker_id)
+    # Only the first unfinished task can have begun: a pool worker runs them one at a time.
+    assert lost == [tasks[1]]
+    assert never_started == tasks[2:4]
+    assert list(state.queues[to_shape(shape)]) == tasks[2:]  # ahead of those never sent, in order
+    assert all(state.worker_of(task_id) is None for task_id in tasks)
+    assert tasks[1] not in state.tasks and all(task_id in state.tasks for task_id in tasks[2:])
+    assert state.available == {"CPU": 2 * UNIT, "GPU": UNIT} and state.gpu_free == {0: UNIT}
+    assert worker_id not in state.workers
+    # A new worker picks them up where the dead one stopped.
+    [new_worker] = with_workers(state, 1)
+    assert state.schedule(1.0)[0] == [(new_worker, tasks[2:])]
+    assert state.worker_died(b"unknown") == ([], [])
+
+
+def test_worker_died_requeued_tasks_can_be_cancelled():
+    state = make({"CPU": 1}, pipeline_depth=3)
+    learn_mean(state, FAST, 0.001)
+    [worker_id] = with_workers(state, 1)
+    running, waiting, last = enqueue(state, 3, function_id=FAST)
+    state.schedule(0.0)
+    assert state.cancel_queued(waiting) is False  # sent to the worker: not cancellable here
+    assert state.worker_died(worker_id) == ([running], [waiting, last])
+    assert state.cancel_queued(waiting) is True
+    assert list(state.queues[to_shape(CPU1)]) == [last]
+
+
+def test_worker_died_blocked_worker_does_not_release_twice():
+    state = make({"CPU": 1}, pipeline_depth=2)
+    learn_mean(state, FAST, 0.001)
+    [worker_id] = with_workers(state, 1)
+    tasks = enqueue(state, 2, function_id=FAST)
+    state.schedule(0.0)
+    state.worker_blocked(worker_id, True)  # its CPU is lent out already
+    assert state.worker_died(worker_id) == (tasks[:1], tasks[1:])
+    assert state.available == {"CPU": UNIT}
+
+
+def test_worker_died_dedicated_worker_loses_everything_and_requeues_nothing():
+    state = make({"CPU": 2})
+    reservation = state.reserve({"CPU": 1})
+    state.add_dedicated_worker(b"actor", reservation, 0.0)
+    state.workers[b"actor"].assigned.extend([b"call0", b"call1"])  # calls are the actor's to order
+    assert state.worker_died(b"actor") == ([b"call0", b"call1"], [])
+    assert state.available == {"CPU": 2 * UNIT}
+    assert state.queues == {}
+
+
 def test_cancel_queued():
     state = make({"CPU": 1})
     with_workers(state, 1)

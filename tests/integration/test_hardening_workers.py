@@ -1,0 +1,254 @@
+"""Worker-pool faults on a real cluster: a killed template, a killed worker with tasks behind it.
+
+- Killing the worker template takes its workers with it; the node manager counts them as exited
+  (their tasks are retried), restarts the template and goes on running tasks.
+- A worker that dies without its template reporting it (the template is stopped) is noticed
+  directly, through its pid.
+- A worker killed while tasks are pipelined behind its running one charges only the running one;
+  the tasks that never started go back to the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import shoal
+import zmq
+from shoal import exceptions
+from shoal._core import lifecycle, protocol
+from shoal._core.client import current as current_client
+from shoal._core.config import load_config
+from shoal._core.worker_watch import WorkerWatch
+from shoal.util.state import list_workers
+
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+GET_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """2 CPUs; tasks here that ask for both run one worker at a time."""
+    context = shoal.init(num_cpus=2, object_store_memory=128 * 1024 * 1024)
+    yield context
+    shoal.shutdown()
+
+
+@shoal.remote
+def where():
+    return os.getpid()
+
+
+@shoal.remote
+def work(pid_path: str | None = None, hold_s: float = 0.0):
+    """Quick by default; with `pid_path`, writes its pid there and holds its worker for `hold_s`."""
+    if pid_path is not None:
+        with open(pid_path + ".tmp", "w") as file:
+            file.write(str(os.getpid()))
+        os.replace(pid_path + ".tmp", pid_path)
+        time.sleep(hold_s)
+    return "done"
+
+
+@shoal.remote
+class Counter:
+    def __init__(self):
+        self.count = 0
+
+    def add(self) -> tuple[int, int]:
+        self.count += 1
+        return self.count, os.getpid()
+
+
+def _templates() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if _name(p) == "shoal::template"]
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return process.name()
+    except psutil.Error:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _worker_pids() -> set[int]:
+    return {row["pid"] for row in list_workers()}
+
+
+def _read_pid(path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _describe_workers() -> str:
+    return "\n".join(f"{row}" for row in list_workers())
+
+
+def test_killing_the_template_counts_its_workers_as_exited_and_tasks_still_run(cluster, tmp_path):
+    shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)
+    restarting = Counter.options(max_restarts=1).remote()
+    dying = Counter.options(max_restarts=0).remote()
+    assert shoal.get([restarting.add.remote(), dying.add.remote()], timeout=GET_TIMEOUT_S)[0][0] == 1
+    [template] = _templates()
+    old_workers = wait_for(_worker_pids, 30)
+    assert all(psutil.Process(pid).ppid() == template.pid for pid in old_workers)
+    # A task running when the template dies is retried (its worker dies with the template).
+    pid_path = tmp_path / "running.pid"
+    running = work.options(max_retries=1).remote(str(pid_path), 3.0)
+    first_pid = wait_for(lambda: _read_pid(pid_path), 30)
+    pid_path.unlink()
+
+    os.kill(template.pid, signal.SIGKILL)
+
+    wait_for(lambda: not any(_alive(pid) for pid in old_workers | {first_pid}), 30)
+    # No phantom: the state API stops listing the dead workers as IDLE and alive.
+    wait_for(lambda: not (_worker_pids() & (old_workers | {first_pid})), 30, describe=_describe_workers)
+    assert sorted(shoal.get([work.remote() for _ in range(10)], timeout=GET_TIMEOUT_S)) == ["done"] * 10
+    assert shoal.get(running, timeout=GET_TIMEOUT_S) == "done"
+    assert _read_pid(pid_path) not in (None, first_pid)  # it ran again, on a new worker
+    # Actors' workers were the template's too: each restarts or dies as its options say.
+    count, actor_pid = shoal.get(restarting.add.remote(), timeout=GET_TIMEOUT_S)
+    assert count == 1 and actor_pid not in old_workers
+    with pytest.raises(exceptions.RayActorError):
+        shoal.get(dying.add.remote(), timeout=GET_TIMEOUT_S)
+    [new_template] = wait_for(_templates, 30)
+    assert new_template.pid != template.pid
+    rows = list_workers()
+    assert rows and all(row["is_alive"] and _alive(row["pid"]) for row in rows), rows
+    assert all(psutil.Process(row["pid"]).ppid() == new_template.pid for row in rows), rows
+
+
+def test_a_worker_dead_without_a_report_from_its_template_is_noticed(cluster, tmp_path):
+    shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)
+    [template] = _templates()
+    pid_path = tmp_path / "held.pid"
+    held = work.options(max_retries=0).remote(str(pid_path), 60.0)
+    worker_pid = wait_for(lambda: _read_pid(pid_path), 30)
+    # A stopped template cannot reap or report its workers: only a direct watch sees the death.
+    os.kill(template.pid, signal.SIGSTOP)
+    try:
+        os.kill(worker_pid, signal.SIGKILL)
+        with pytest.raises(exceptions.WorkerCrashedError, match=f"pid {worker_pid}"):
+            shoal.get(held, timeout=GET_TIMEOUT_S)
+        wait_for(lambda: worker_pid not in _worker_pids(), 30, describe=_describe_workers)
+    finally:
+        os.kill(template.pid, signal.SIGCONT)
+    assert sorted(shoal.get([work.remote() for _ in range(10)], timeout=GET_TIMEOUT_S)) == ["done"] * 10
+
+
+def test_the_new_template_makes_the_workers_the_dead_one_was_asked_for(cluster, tmp_path):
+    shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)
+    [template] = _templates()
+    pid_path = tmp_path / "held.pid"
+    held = work.options(max_retries=0).remote(str(pid_path), 60.0)
+    held_pid = wait_for(lambda: _read_pid(pid_path), 30)
+    os.kill(template.pid, signal.SIGSTOP)
+    try:
+        others = _worker_pids() - {held_pid}
+        for pid in others:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not (_worker_pids() & others), 30, describe=_describe_workers)
+        # A CPU is free and no worker is idle: a worker is asked of the stopped template,
+        # and one for a new actor.
+        half = where.options(num_cpus=0.5).remote()
+        actor = Counter.options(num_cpus=0, max_restarts=0).remote()
+        list_workers()  # answered only after the node manager acted on both
+    finally:
+        os.kill(template.pid, signal.SIGKILL)
+    with pytest.raises(exceptions.WorkerCrashedError, match=f"pid {held_pid}.*worker template died"):
+        shoal.get(held, timeout=GET_TIMEOUT_S)
+    assert shoal.get(half, timeout=GET_TIMEOUT_S) != held_pid
+    # The actor never had a process, so this is its first start, not a restart.
+    assert shoal.get(actor.add.remote(), timeout=GET_TIMEOUT_S)[0] == 1
+
+
+def test_killing_a_worker_fails_only_its_running_task_not_the_ones_queued_behind_it(cluster, tmp_path):
+    both_cpus = work.options(num_cpus=2, max_retries=0)
+    # Learn that `work` is quick, so its calls are pipelined several to a worker.
+    assert shoal.get([both_cpus.remote() for _ in range(20)], timeout=GET_TIMEOUT_S) == ["done"] * 20
+    pid_path = tmp_path / "long.pid"
+    long_running = both_cpus.remote(str(pid_path), 60.0)
+    worker_pid = wait_for(lambda: _read_pid(pid_path), 30)
+    behind = [both_cpus.remote() for _ in range(100)]
+    # One worker at a time can hold 2 CPUs: the short calls queue up behind the long one.
+    depth = load_config().pipeline_depth
+
+    def assigned_to_long_worker():
+        return {row["pid"]: row["assigned_tasks"] for row in list_workers()}.get(worker_pid) == depth
+
+    wait_for(assigned_to_long_worker, 30, describe=_describe_workers)
+
+    os.kill(worker_pid, signal.SIGKILL)
+
+    with pytest.raises(exceptions.WorkerCrashedError, match=f"pid {worker_pid}"):
+        shoal.get(long_running, timeout=GET_TIMEOUT_S)
+    outcomes = []
+    for ref in behind:
+        try:
+            outcomes.append(shoal.get(ref, timeout=GET_TIMEOUT_S))
+        except exceptions.WorkerCrashedError as error:
+            outcomes.append(error)
+    crashed = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    assert not crashed, f"{len(crashed)} of {len(behind)} calls that never started were failed: {crashed[0]}"
+    assert outcomes == ["done"] * len(behind)
+
+
+def test_what_a_dead_worker_sent_after_its_exit_is_ignored(cluster):
+    """A message that its exit overtook (here its registration, replayed) must not revive it."""
+    shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)
+    row = wait_for(lambda: next((r for r in list_workers() if r["state"] == "IDLE"), None), 30)
+    worker_id, pid = bytes.fromhex(row["worker_id"]), row["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: pid not in _worker_pids(), 30, describe=_describe_workers)
+    session_dir = current_client().node_info.session_dir
+    context = zmq.Context()
+    ghost = context.socket(zmq.DEALER)
+    ghost.setsockopt(zmq.LINGER, 0)
+    ghost.setsockopt(zmq.IDENTITY, worker_id)
+    try:
+        ghost.connect(f"ipc://{lifecycle.node_socket_path(session_dir)}")
+        ghost.send(protocol.encode(protocol.RegisterClient(worker_id, pid, "worker")))
+        # Registered, it would be an idle worker that takes tasks and never runs them.
+        for _ in range(5):
+            list_workers()
+            assert len(shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)) == 4
+        assert ghost.poll(0) == 0  # and it was never answered
+    finally:
+        ghost.close()
+        context.term()
+
+
+def test_worker_watch_reports_an_exit_nobody_reaped_only_after_the_grace():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    watch = WorkerWatch()
+    try:
+        watch.add(b"worker", child.pid)
+        assert watch.unreported_exits(10.0, 1.0) == []  # alive
+        watch.kill(b"worker")
+        wait_for(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE, 30)
+        assert watch.unreported_exits(20.0, 1.0) == []  # gone, but its parent may yet report it
+        assert watch.unreported_exits(20.5, 1.0) == []
+        assert watch.unreported_exits(21.0, 1.0) == [b"worker"]
+        watch.discard(b"worker")  # reported: no longer watched
+        assert watch.unreported_exits(30.0, 1.0) == []
+    finally:
+        watch.close()
+        child.kill()
+        child.wait()
