@@ -9,7 +9,8 @@ checks it):
                      cluster_actors, group_placement, control_store; node_launcher starts it
       every client   client (the one connection to the node manager), session (the process's
                      client, ids, namespace, front-end hooks), feasibility
-      worker         worker (runs tasks in order), actor_host (async/threaded actors)
+      worker         worker (runs tasks in order), actor_host (async/threaded actors);
+                     worker_watch (in the node process: pidfds of its workers)
     mechanisms   serialization, shared_arena, arena_store (node side of the store),
                  local_objects and object_io (client side), auth, lifecycle, system_errors
     pure state   scheduling, cluster_table, object_directory, arena_allocator,
