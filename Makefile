@@ -26,7 +26,7 @@ PYTEST_ARGS ?=
 VENV_HASH := $(shell { cat pyproject.toml; echo "torch==$(TORCH_VERSION)"; } | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.stamp-$(VENV_HASH)
 
-.PHONY: help venv lab test clean distclean
+.PHONY: help venv lab test pyright-paths clean distclean
 
 help:
 	@sed -n '3,9s/^# \{0,1\}//p' Makefile
@@ -62,6 +62,11 @@ test: $(VENV_STAMP)
 	if [ $$nb_status -ne 0 ]; then echo "make test: the notebooks failed under nbval" >&2; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
 	exit $$nb_status
+
+# pyright cannot follow the editable install's import hook (shoal -> runtime/, ...): this lays the
+# package out as symlinks in build/pyright/, which [tool.pyright] extraPaths names. Run before pyright.
+pyright-paths:
+	$(PYTHON) .ci/pyright_paths.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

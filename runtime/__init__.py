@@ -69,13 +69,15 @@ def __dir__():
 
 def load_ipython_extension(ipython) -> None:
     """`%load_ext shoal`: register shoal's magics in `ipython`; starts no cluster."""
-    from .kernel_ext import load_ipython_extension as load
+    # Absolute: shoal.kernel_ext is installed from kernel_ext/, not runtime/ (tools reading the
+    # source tree resolve it only by name).
+    from shoal.kernel_ext import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
     """`%unload_ext shoal`: remove shoal's magics and stop their background threads."""
-    from .kernel_ext import unload_ipython_extension as unload
+    from shoal.kernel_ext import unload_ipython_extension as unload
 
     unload(ipython)
