@@ -18,12 +18,13 @@ import logging
 
 from . import protocol
 from .cluster_table import LOCAL
+from .node_host import NodeHost
 from .scheduling import fits, to_shape
 
 logger = logging.getLogger(__name__)
 
 
-class ClusterActors:
+class ClusterActors(NodeHost):
     def _init_cluster_actors(self) -> None:
         self.actor_nodes: dict[bytes, bytes] = {}  # actors owned elsewhere -> the node running them
         self.actor_deaths: dict[bytes, protocol.ObjectValue] = {}  # actors owned elsewhere, dead

@@ -26,6 +26,7 @@ import zmq
 from . import auth, protocol
 from .cluster_table import LOCAL, ClusterTable, NodeInfo
 from .ids import NODE_TAG_BYTES, owner_tag
+from .node_host import NodeHost
 from .protocol import ObjectValue
 from .scheduling import fits, to_shape
 
@@ -38,7 +39,7 @@ LOCALITY_MIN_BYTES = 1024 * 1024  # arguments smaller than this do not pull a ta
 _INTRODUCTIONS = (protocol.RegisterNode, protocol.NodeTable)  # accepted from nodes not yet known
 
 
-class ClusterPeers:
+class ClusterPeers(NodeHost):
     # -- setup ----------------------------------------------------------------------------
 
     def _init_cluster(self) -> None:

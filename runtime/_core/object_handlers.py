@@ -12,11 +12,12 @@ import time
 
 from . import protocol
 from .local_objects import MARKER_OFFSET
+from .node_host import NodeHost
 from .object_directory import FreeActions
 from .protocol import ObjectValue
 
 
-class ObjectHandlers:
+class ObjectHandlers(NodeHost):
     def _deliverable(self, client_id: bytes, entry, park: bool = False) -> ObjectValue | None:
         """The value to send to a client; arena objects are restored if spilled and pinned.
 
