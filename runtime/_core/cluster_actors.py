@@ -17,7 +17,6 @@ import dataclasses
 import logging
 
 from . import protocol
-from .cluster_table import LOCAL
 from .node_host import NodeHost
 from .scheduling import fits, to_shape
 
@@ -52,7 +51,7 @@ class ClusterActors(NodeHost):
             return False
         shape = to_shape(record.spec.placement)
         target = self.cluster.choose(shape, record.spec.creation.strategy, fits(self.scheduler.available, shape))
-        if target is LOCAL or target is False:
+        if not isinstance(target, bytes):  # LOCAL (None) or False: not a peer's node id
             return False
         record.node = target
         record.state = "STARTING"

@@ -98,6 +98,7 @@ class ClusterPeers(NodeHost):
 
     def _join_cluster(self, timeout_s: float) -> None:
         """A worker node: register with the head and wait for the first node table."""
+        assert self.head_address is not None and self.tcp_router is not None  # start() bound TCP: not the head
         host, _, port = self.head_address.rpartition(":")
         socket = self.head_socket = self._dealer_to(f"tcp://{host}:{port}")
         monitor = socket.get_monitor_socket()
@@ -292,8 +293,10 @@ class ClusterPeers(NodeHost):
             logger.error("no word from the head for %.1f s: it is gone; stopping this node", now - self.last_table_at)
             self.running = False
             return
+        head_id = self.cluster_head_id()
+        assert head_id is not None  # known since _join_cluster, and node rows are never removed
         self._send_peer(
-            self.cluster_head_id(),
+            head_id,
             protocol.NodeHeartbeat(
                 self.node_id,
                 dict(self.scheduler.total),

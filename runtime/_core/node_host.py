@@ -48,7 +48,7 @@ if TYPE_CHECKING:
         revoking: set
         socket_handlers: dict
         _true_value: bytes
-        context: zmq.Context
+        context: zmq.Context[zmq.Socket]
         poller: zmq.Poller
         tcp_router: zmq.Socket | None
         tcp_endpoint: str

@@ -129,6 +129,7 @@ class ObjectHandlers(NodeHost):
         ):
             if wanted <= 0:
                 break
+            assert entry.value is not None  # in_arena
             wanted -= entry.value.shm_size
             if entry.object_id in self.revoking:
                 continue

@@ -271,6 +271,7 @@ class ObjectTransfer(NodeHost):
                 data = bytes(view)
                 view.release()
         else:
+            assert entry.spill_path is not None  # neither inline nor in the arena: spilled
             with open(entry.spill_path, "rb") as handle:
                 handle.seek(start)
                 data = handle.read(message.length)
