@@ -15,6 +15,7 @@ Public names load on first use (PEP 562), so shoal's own cluster processes, whic
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -50,7 +51,7 @@ _SUBMODULES = {"exceptions", "util", "actor", "runtime_context"}
 __all__ = sorted([*_EXPORTS, "__version__", "actor", "exceptions", "util"])
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # a lazily imported name: any of the public API
     module_name = _EXPORTS.get(name)
     if module_name is not None:
         value = getattr(importlib.import_module(f".{module_name}", __name__), name)
