@@ -5,7 +5,8 @@ cluster_actors, group_placement) that use the service's state and each other's m
 mixin derives from `NodeHost`, which declares that shared surface; at run time `NodeHost` is
 `object`, so the mixins stay plain classes and nothing here runs. Declarations follow the
 attribute's owner (set in NodeManagerService or a mixin's `_init_*`) and the method's real
-signature; keep them in step when either changes.
+signature. node_manager.py turns on pyright's override checks, so a declaration here that no
+longer matches its implementation is an error there.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ payloads as opaque bytes and never unpickles them; it only pickles shoal's own e
 Messages to each client are batched per loop turn into one multipart send.
 """
 
+# NodeManagerService joins the mixins' implementations with NodeHost's declarations of them
+# (node_host.py): these checks keep the two in step.
+# pyright: reportIncompatibleMethodOverride=true, reportIncompatibleVariableOverride=true
+
 from __future__ import annotations
 
 import dataclasses
