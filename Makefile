@@ -56,7 +56,7 @@ LATEST_VENV := .venv-latest
 VENV_HASH := $(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.stamp-$(VENV_HASH)
 
-.PHONY: help venv lab lint test lock test-latest clean distclean
+.PHONY: help venv lab lint test lock test-latest pyright-paths clean distclean
 
 help:
 	@sed -n '3,/^$$/s/^# \{0,1\}//p' Makefile
@@ -89,12 +89,14 @@ define resolve
 	grep -q '^torch==.*+cpu$$' $(1) || { echo "make: $(1) does not pin a CPU build of torch" >&2; exit 1; }
 endef
 
-# ruff and pyright from DIR; all three checks run, so one run reports everything.
+# ruff and pyright from DIR; all three checks run, so one run reports everything. pyright reads
+# the package through the symlink tree that .ci/pyright_paths.py lays out (see pyright-paths).
 # PYRIGHT_PYTHON_IGNORE_WARNINGS: the wheel bundles pyright, and asking PyPI for a newer one is make lock's job.
 define run_lint
 	status=0; \
 	$(1)/bin/ruff check . || status=1; \
 	$(1)/bin/ruff format --check . || status=1; \
+	$(1)/bin/python .ci/pyright_paths.py || status=1; \
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(1)/bin/pyright --pythonpath $(1)/bin/python || status=1; \
 	if [ $$status -ne 0 ]; then echo "make lint: failed (see above)" >&2; fi; \
 	exit $$status
@@ -163,6 +165,11 @@ test-latest: $(UV_STAMP)
 	$(call fill_venv,$(LATEST_VENV))
 	$(call run_lint,$(LATEST_VENV))
 	$(call run_tests,$(LATEST_VENV))
+
+# pyright cannot follow the editable install's import hook (shoal -> runtime/, ...): this lays the
+# package out as symlinks in build/pyright/, which [tool.pyright] extraPaths names. Run before pyright.
+pyright-paths:
+	$(PYTHON) .ci/pyright_paths.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache $(LOCK).new

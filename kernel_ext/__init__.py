@@ -11,15 +11,21 @@ IPython is imported here only when the extension is loaded, never by `import sho
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .magics import ShoalMagics
+    from .output_routing import KernelOutputRouter
+    from .wait_display import WaitDisplays
 
 __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
 # The magics instance per shell, so unload removes exactly what load registered.
-_LOADED: dict[int, object] = {}
+_LOADED: dict[int, ShoalMagics] = {}
 # The output router per shell (only for shells inside an ipykernel).
-_ROUTERS: dict[int, object] = {}
+_ROUTERS: dict[int, KernelOutputRouter] = {}
 # The wait progress bars per shell (only for shells inside an ipykernel).
-_WAIT_DISPLAYS: dict[int, object] = {}
+_WAIT_DISPLAYS: dict[int, WaitDisplays] = {}
 
 
 def load_ipython_extension(ipython) -> None:

@@ -12,6 +12,7 @@ missing one costs a NameError on the worker.
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["CellNames", "analyze_cell", "expression_reads", "split_last_expression"]
@@ -209,7 +210,7 @@ class _TopLevelVisitor(ast.NodeVisitor):
             else:
                 self.visit(target)
 
-    def visit_Global(self, node: ast.Global) -> None:
+    def visit_Global(self, node: ast.Global | ast.Nonlocal) -> None:
         return None
 
     visit_Nonlocal = visit_Global
@@ -259,7 +260,7 @@ class _TopLevelVisitor(ast.NodeVisitor):
             self._read(name)
         self._bind(node.name)
 
-    def _visit_comprehension(self, node: ast.AST) -> None:
+    def _visit_comprehension(self, node: ast.ListComp | ast.SetComp | ast.DictComp | ast.GeneratorExp) -> None:
         generators = node.generators
         # The first iterable is evaluated in the enclosing scope.
         self.visit(generators[0].iter)
@@ -286,7 +287,7 @@ class _TopLevelVisitor(ast.NodeVisitor):
     visit_GeneratorExp = _visit_comprehension
 
 
-def _annotations(node: ast.AST) -> list[ast.AST]:
+def _annotations(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> list[ast.AST]:
     if isinstance(node, ast.Lambda):
         return []
     arguments = node.args
@@ -297,7 +298,7 @@ def _annotations(node: ast.AST) -> list[ast.AST]:
     return found
 
 
-def _free_names(body: list[ast.AST], parameters: set[str]) -> list[str]:
+def _free_names(body: Sequence[ast.AST], parameters: set[str]) -> list[str]:
     """Names a nested scope reads but does not bind itself (its free and global names)."""
     inner = _TopLevelVisitor()
     for name in parameters:

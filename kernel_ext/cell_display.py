@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import uuid
+from typing import Any
 
 __all__ = ["DisplayCapture", "decode_record", "display", "encode_record", "format_object", "is_figure"]
 
@@ -92,7 +93,7 @@ def _repr_bundle(obj, include=None, exclude=None) -> tuple[dict, dict]:
     data, metadata = {}, {}
     method = getattr(obj, "_repr_mimebundle_", None)
     if callable(method):
-        bundle = method(include=include, exclude=exclude)
+        bundle: Any = method(include=include, exclude=exclude)  # a dict, or (data, metadata)
         if isinstance(bundle, tuple):
             bundle, metadata = bundle[0], dict(bundle[1] or {})
         data.update(bundle or {})
@@ -236,7 +237,7 @@ _REPLACEMENTS = {
 def replacement_for(value):
     """Our stand-in for IPython's display function `value` (captured from the notebook), or None."""
     if getattr(value, "__module__", None) == "IPython.core.display_functions":
-        return _REPLACEMENTS.get(getattr(value, "__name__", None))
+        return _REPLACEMENTS.get(getattr(value, "__name__", ""))
     return None
 
 

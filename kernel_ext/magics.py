@@ -12,12 +12,14 @@ writing its results back. The remote side is in `remote_cell`; nothing here uses
 
 from __future__ import annotations
 
+import argparse
 import ast
 import functools
 import json
 import re
 import shlex
 import sys
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import shoal
 from IPython.core.error import UsageError
@@ -28,6 +30,11 @@ from shoal.util import output, state
 
 from . import cell_analysis, remote_cell, remote_shell, status_view, wait_display
 from .async_cells import AsyncCellWatcher
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .output_routing import KernelOutputRouter
 
 __all__ = ["ShoalMagics"]
 
@@ -47,6 +54,10 @@ class _Parser(MagicArgumentParser):
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message}")
 
+    @overload
+    def parse_argstring(self, argstring: str, *, partial: Literal[False] = False) -> argparse.Namespace: ...
+    @overload
+    def parse_argstring(self, argstring: str, *, partial: Literal[True]) -> tuple[argparse.Namespace, list[str]]: ...
     def parse_argstring(self, argstring: str, *, partial: bool = False):
         """Parse with shell quoting, so `--resources '{"a": 1}'` arrives without its quotes."""
         try:
@@ -127,15 +138,17 @@ def _task_options(args) -> dict:
 class ShoalMagics(Magics):
     """shoal's magics; one instance per shell, registered by `%load_ext shoal`."""
 
+    shell: InteractiveShell  # Magics allows None; this one is always made with its shell
+
     def __init__(self, shell) -> None:
         super().__init__(shell)
         self._remote_parser = _remote_parser()
         self._init_parser = _init_parser()
         self._watcher = AsyncCellWatcher()
-        self._actors: dict[str, object] = {}
+        self._actors: dict[str, Any] = {}  # name -> namespace actor handle
         self._cell_count = 0
         # The kernel's output router, set by `load_ipython_extension` inside an ipykernel.
-        self.router = None
+        self.router: KernelOutputRouter | None = None
         shell.events.register("pre_run_cell", self._before_cell)
 
     def _before_cell(self, *args) -> None:
@@ -454,6 +467,7 @@ def _magic_names(tree: ast.Module) -> tuple[list[str], list[str]]:
         method = _shell_method(node)
         if method is None:
             continue
+        assert isinstance(node, ast.Call)  # what _shell_method matches
         texts = [arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "" for arg in node.args]
         if method in ("system", "getoutput") and texts:
             reads += _command_reads(texts[0])

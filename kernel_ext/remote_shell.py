@@ -118,6 +118,7 @@ class RemoteShell:
         process = subprocess.Popen(
             command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+        assert process.stdout is not None  # a pipe
         try:
             for raw in iter(process.stdout.readline, b""):
                 sys.stdout.write(raw.decode(errors="replace"))
@@ -165,6 +166,7 @@ class RemoteShell:
     def _script(self, shell: str, body: str) -> None:
         sys.stdout.flush()
         process = subprocess.Popen([shell], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert process.stdin is not None and process.stdout is not None  # both are pipes
         try:
             process.stdin.write(body.encode())
             process.stdin.close()

@@ -82,7 +82,7 @@ class _PendingWait:
     def __init__(self, info, label: str | None) -> None:
         self.info = info
         self.label = label
-        self.view = None
+        self.view: _NotebookView | None = None  # or what WaitDisplays' view_factory makes
         self.finished = False
 
 

@@ -15,6 +15,7 @@ Public names load on first use (PEP 562), so shoal's own cluster processes, whic
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -50,7 +51,7 @@ _SUBMODULES = {"exceptions", "util", "actor", "runtime_context"}
 __all__ = sorted([*_EXPORTS, "__version__", "actor", "exceptions", "util"])
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:  # a lazily imported name: any of the public API
     module_name = _EXPORTS.get(name)
     if module_name is not None:
         value = getattr(importlib.import_module(f".{module_name}", __name__), name)
@@ -69,13 +70,15 @@ def __dir__():
 
 def load_ipython_extension(ipython) -> None:
     """`%load_ext shoal`: register shoal's magics in `ipython`; starts no cluster."""
-    from .kernel_ext import load_ipython_extension as load
+    # Absolute: shoal.kernel_ext is installed from kernel_ext/, not runtime/ (tools reading the
+    # source tree resolve it only by name).
+    from shoal.kernel_ext import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython) -> None:
     """`%unload_ext shoal`: remove shoal's magics and stop their background threads."""
-    from .kernel_ext import unload_ipython_extension as unload
+    from shoal.kernel_ext import unload_ipython_extension as unload
 
     unload(ipython)

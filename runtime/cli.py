@@ -107,6 +107,7 @@ def _start(args: argparse.Namespace) -> int:
     if not args.block:
         return 0
 
+    assert node.process is not None  # start_node's HeadProcess holds the child it started
     try:
         while not stop["requested"] and lifecycle.pid_alive(node.pid) and node.process.poll() is None:
             time.sleep(0.1)

@@ -111,6 +111,7 @@ class Cluster:
             self._port = _free_port()
             process = node_launcher.start_node(total, store_bytes, None, tcp_port=self._port)
         else:
+            assert self.head_node is not None  # not the head: it exists
             process = node_launcher.start_node(
                 total, store_bytes, None, head_address=self.address, token=self.head_node.process.token
             )

@@ -19,7 +19,7 @@ import sys
 import threading
 import traceback
 import types
-from typing import Any
+from typing import Any, cast
 
 from ._core.frame_names import name_cell_frames
 
@@ -86,7 +86,9 @@ class RayError(Exception):
         # Rebuild with __new__ only: subclass constructors take structured arguments, while the
         # finished message is in `args` and every other field is in `__dict__`.
         # `args` rides in the state too: OSError-based errors ignore arguments given to __new__.
-        return (copyreg.__newobj__, (type(self), *self.args), {**self.__dict__, "args": self.args})
+        # copyreg.__newobj__ exists (pickle emits NEWOBJ for it) but typeshed does not declare it.
+        newobj = copyreg.__newobj__  # pyright: ignore[reportAttributeAccessIssue]
+        return (newobj, (type(self), *self.args), {**self.__dict__, "args": self.args})
 
 
 def _with_hint(message: str | None, hint: str) -> str:
@@ -311,7 +313,7 @@ _TASK_ERROR_FIELDS = frozenset(
 )
 
 
-def _restore_task_error(cls: type | None, fields: tuple, extra: dict) -> RayTaskError:
+def _restore_task_error(cls: type[RayTaskError] | None, fields: tuple, extra: dict) -> RayTaskError:
     """Unpickling factory; ``cls`` is None for a generated ``RayTaskError(<Cause>)`` class."""
     if cls is None:
         error = RayTaskError(*fields).as_instanceof_cause()
@@ -364,10 +366,10 @@ def _rebuild_exception(cls: type, args: tuple, state: dict | None, fields: dict)
 
 # Reentrant: generating a class runs the cause's __init_subclass__, which may land back here.
 _CLASS_LOCK = threading.RLock()
-_CLASS_CACHE: dict[type, type | None] = {}
+_CLASS_CACHE: dict[type, type[RayTaskError] | None] = {}
 
 
-def _instanceof_cause_class(cause_cls: type) -> type | None:
+def _instanceof_cause_class(cause_cls: type) -> type[RayTaskError] | None:
     with _CLASS_LOCK:
         if cause_cls in _CLASS_CACHE:
             return _CLASS_CACHE[cause_cls]
@@ -383,7 +385,8 @@ def _instanceof_cause_class(cause_cls: type) -> type | None:
             )
 
         try:
-            cls: type | None = types.new_class(name, (RayTaskError, cause_cls), exec_body=fill)
+            new_class = types.new_class(name, (RayTaskError, cause_cls), exec_body=fill)
+            cls: type[RayTaskError] | None = cast("type[RayTaskError]", new_class)
         except Exception:  # final classes, layout or metaclass conflicts, picky __init_subclass__
             cls = None
         _CLASS_CACHE[cause_cls] = cls

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import ipywidgets
@@ -66,7 +67,7 @@ def _node_usage(row: dict) -> NodeUsage:
     )
 
 
-def summarize(snapshot: dict | None, node_rows: list[dict]) -> ClusterSummary:
+def summarize(snapshot: dict | None, node_rows: Sequence[dict]) -> ClusterSummary:
     """Combine an event snapshot (newest for its node) with node rows from `list_nodes`."""
     rows = {str(row.get("node_id")): dict(row) for row in node_rows}
     for row in (snapshot or {}).get("nodes") or ():  # a cluster's head sends every node's usage

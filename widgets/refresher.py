@@ -36,9 +36,11 @@ def live_updates_enabled() -> bool:
 class RefreshTarget(Protocol):
     def _refresh(self, snapshot: dict | None) -> bool:
         """Update from the newest snapshot (None if none yet); False to stop being refreshed."""
+        ...
 
     def _cluster_gone(self) -> None:
         """The cluster this widget watched shut down; render a final static state."""
+        ...
 
 
 class WidgetRefresher:

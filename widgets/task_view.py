@@ -68,7 +68,7 @@ def render_timeline(rows: list[dict], now_ms: int) -> str:
                 continue
             x = _LABEL_WIDTH + (row["start_time_ms"] - begin) * scale
             width = max(((row.get("end_time_ms") or now_ms) - row["start_time_ms"]) * scale, 1.0)
-            colour = _STATE_COLOURS.get(row.get("state"), "#9e9e9e")
+            colour = _STATE_COLOURS.get(row.get("state") or "", "#9e9e9e")
             title = html.escape(f"{row.get('name')} {row.get('state')} {_duration_s(row, now_ms):.3f} s")
             parts.append(
                 f"<rect class='shoal-task' data-task-id='{html.escape(str(row.get('task_id')))}' x='{x:.1f}' "

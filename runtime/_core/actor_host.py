@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import task_context
 from .protocol import TaskExec, TaskResult
@@ -28,7 +28,7 @@ class ActorHost:
         self.groups = dict(options.get("concurrency_groups") or {})
         self.method_groups = dict(options.get("method_groups") or {})
         self.concurrent = self.is_async or self.max_concurrency > 1 or bool(self.groups)
-        self.running: dict[bytes, asyncio.Future] = {}
+        self.running: dict[bytes, Future] = {}  # run_coroutine_threadsafe's futures
         if not self.concurrent:
             return
         if self.is_async:

@@ -84,6 +84,7 @@ class ArenaStore:
 
     def _spill_one(self, entry: ObjectEntry, objects: ObjectDirectory) -> None:
         value = entry.value
+        assert value is not None  # spill candidates are in the arena
         view = self.arena.writable_view(value.shm_offset, value.shm_size)
         path = self._spill_dir().spill(entry.object_id.hex(), view)
         view.release()
@@ -94,6 +95,7 @@ class ArenaStore:
     def restore(self, objects: ObjectDirectory, entry: ObjectEntry) -> FreeActions:
         """Bring a spilled object back into the arena."""
         value = entry.value
+        assert value is not None and entry.spill_path is not None  # a spilled object is ready and has its file
         offset = self._allocate_spilling(value.shm_size, objects, keep=entry.object_id)
         if offset is None:
             raise MemoryError(f"cannot restore spilled object {entry.object_id.hex()}: the object store is full")
@@ -108,6 +110,7 @@ class ArenaStore:
 
     def read_spilled(self, entry: ObjectEntry) -> bytes:
         """A spilled object's bytes, for a reader when the arena has no room to restore it."""
+        assert entry.spill_path is not None  # callers read only spilled objects
         with open(entry.spill_path, "rb") as handle:
             return handle.read()
 

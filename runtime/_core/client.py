@@ -133,6 +133,7 @@ class CoreClient:
         if reply is None:
             self.close()
             raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
+        assert isinstance(reply, protocol.RegisterClientReply)  # the only message resolving request -1 (_handle)
         self.node_info = reply
         TaskIDFactory.set_node_tag(reply.node_id)
         if not self.remote:
@@ -167,6 +168,7 @@ class CoreClient:
             self._wake()
             self._thread.join(timeout=5)
             with self._send_lock:
+                assert self.send_socket is not None  # connect() made it before starting the thread
                 self.send_socket.close(linger=1000)
                 self.send_socket = None
             try:
@@ -400,6 +402,7 @@ class CoreClient:
             frames.append(protocol.encode(protocol.UpdateReferences(increments, [], [])))
         frames += body
         if frames:
+            assert self.send_socket is not None  # flush() checks it under the send lock
             self.send_socket.send_multipart(frames)
 
     def _emit_batches(self, body: list, specs: list, results: list, events: list) -> None:

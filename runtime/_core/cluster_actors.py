@@ -17,13 +17,13 @@ import dataclasses
 import logging
 
 from . import protocol
-from .cluster_table import LOCAL
+from .node_host import NodeHost
 from .scheduling import fits, to_shape
 
 logger = logging.getLogger(__name__)
 
 
-class ClusterActors:
+class ClusterActors(NodeHost):
     def _init_cluster_actors(self) -> None:
         self.actor_nodes: dict[bytes, bytes] = {}  # actors owned elsewhere -> the node running them
         self.actor_deaths: dict[bytes, protocol.ObjectValue] = {}  # actors owned elsewhere, dead
@@ -51,7 +51,7 @@ class ClusterActors:
             return False
         shape = to_shape(record.spec.placement)
         target = self.cluster.choose(shape, record.spec.creation.strategy, fits(self.scheduler.available, shape))
-        if target is LOCAL or target is False:
+        if not isinstance(target, bytes):  # LOCAL (None) or False: not a peer's node id
             return False
         record.node = target
         record.state = "STARTING"

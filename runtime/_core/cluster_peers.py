@@ -26,6 +26,7 @@ import zmq
 from . import auth, protocol
 from .cluster_table import LOCAL, ClusterTable, NodeInfo
 from .ids import NODE_TAG_BYTES, owner_tag
+from .node_host import NodeHost
 from .protocol import ObjectValue
 from .scheduling import fits, to_shape
 
@@ -38,7 +39,7 @@ LOCALITY_MIN_BYTES = 1024 * 1024  # arguments smaller than this do not pull a ta
 _INTRODUCTIONS = (protocol.RegisterNode, protocol.NodeTable)  # accepted from nodes not yet known
 
 
-class ClusterPeers:
+class ClusterPeers(NodeHost):
     # -- setup ----------------------------------------------------------------------------
 
     def _init_cluster(self) -> None:
@@ -97,6 +98,7 @@ class ClusterPeers:
 
     def _join_cluster(self, timeout_s: float) -> None:
         """A worker node: register with the head and wait for the first node table."""
+        assert self.head_address is not None and self.tcp_router is not None  # start() bound TCP: not the head
         host, _, port = self.head_address.rpartition(":")
         socket = self.head_socket = self._dealer_to(f"tcp://{host}:{port}")
         monitor = socket.get_monitor_socket()
@@ -291,8 +293,10 @@ class ClusterPeers:
             logger.error("no word from the head for %.1f s: it is gone; stopping this node", now - self.last_table_at)
             self.running = False
             return
+        head_id = self.cluster_head_id()
+        assert head_id is not None  # known since _join_cluster, and node rows are never removed
         self._send_peer(
-            self.cluster_head_id(),
+            head_id,
             protocol.NodeHeartbeat(
                 self.node_id,
                 dict(self.scheduler.total),

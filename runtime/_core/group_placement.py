@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 
 from . import protocol
+from .node_host import NodeHost
 from .placement_groups import CREATED, PENDING, REMOVED, bundle_resource, plan_bundles, ready_object_id
 from .protocol import ObjectValue
 from .scheduling import to_shape
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 RESERVING = "RESERVING"
 
 
-class GroupPlacement:
+class GroupPlacement(NodeHost):
     def _init_group_placement(self) -> None:
         self.group_retry: list = []  # groups refused by a node: tried again at the next tick
         self.groups_hosted_for: dict[bytes, bytes] = {}  # group id -> owner node of bundles held here

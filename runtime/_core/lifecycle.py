@@ -12,15 +12,16 @@ import os
 import shutil
 import signal
 import time
+from typing import Literal
 
 from . import config
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
-_libc = None
+_libc: ctypes.CDLL | Literal[False] | None = None  # None: not loaded yet; False: not available
 
 
-def _load_libc():
+def _load_libc() -> ctypes.CDLL | Literal[False]:
     global _libc
     if _libc is None:
         try:

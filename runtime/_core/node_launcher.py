@@ -108,6 +108,7 @@ def start_node(
         close_fds=True,
     )
     log.close()
+    assert process.stdin is not None and process.stdout is not None  # both are pipes
     process.stdin.write(json.dumps(options).encode())
     process.stdin.close()
     try:
@@ -135,6 +136,8 @@ def read_until(process: subprocess.Popen, marker: str, timeout_s: float, what: s
     Raises:
         TimeoutError: `marker` did not come within `timeout_s`; the message starts with `what`.
     """
+    if process.stdout is None:
+        raise ValueError("read_until reads a child's stdout: start it with stdout=subprocess.PIPE")
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout_s

@@ -11,6 +11,10 @@ payloads as opaque bytes and never unpickles them; it only pickles shoal's own e
 Messages to each client are batched per loop turn into one multipart send.
 """
 
+# NodeManagerService joins the mixins' implementations with NodeHost's declarations of them
+# (node_host.py): these checks keep the two in step.
+# pyright: reportIncompatibleMethodOverride=true, reportIncompatibleVariableOverride=true
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +34,6 @@ from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .cluster_actors import ClusterActors
 from .cluster_peers import PEER_SUFFIX, ClusterPeers
-from .cluster_table import LOCAL
 from .control_store import ControlStore
 from .group_placement import GroupPlacement
 from .object_directory import ObjectDirectory
@@ -282,6 +285,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.events.close(linger=0)
         if self.tcp_router is not None:
             self.tcp_router.close(linger=0)
+            assert self.authenticator is not None  # _bind_tcp starts it with the TCP router
             self.authenticator.stop()
         self._close_data_sockets()
         self.context.term()
@@ -385,6 +389,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             if ready:
                 frames.append(protocol.encode(protocol.ObjectsReady(ready)))
             router = self.tcp_router if self.clients[client_id].remote else self.router
+            assert router is not None  # remote clients reach this node only through the TCP router
             try:
                 router.send_multipart(frames, zmq.NOBLOCK)
             except zmq.ZMQError as exc:
@@ -597,7 +602,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
     def _make_ready(self, record: TaskRecord) -> None:
         if record.spec.actor_id is None and not record.local_only and len(self.cluster.nodes) > 1:
             target = self._placement_target(record)
-            if target is not LOCAL and target is not False:
+            if isinstance(target, bytes):  # a peer's node id; not LOCAL (None) or False
                 self._forward(record, target)
                 return
             record.local_only = True
@@ -643,6 +648,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         values = []
         for object_id in spec.arg_refs:
             entry = self.objects.get(object_id)
+            assert entry is not None and entry.value is not None  # a task runs once its arguments are ready
             if entry.value.is_error and fail_fast:
                 self._release_delivered(worker_id, values)
                 return [], entry.value
@@ -685,6 +691,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         """Send one actor call (or an actor's constructor) with its arguments resolved."""
         values, failed = self._arg_values(worker_id, spec, fail_fast=record is not None)
         if failed is not None:
+            assert record is not None  # only calls with a record fail fast
             self._finish_with_values(record, [failed] * spec.num_returns, copy_from_error=True)
             return
         if record is not None:
@@ -847,6 +854,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             self.scheduler.cancel_queued(task_id)
             self._finish_with_error(record, "cancelled", None)
         elif record.state == RUNNING:
+            assert record.worker_id is not None  # running here (not forwarded): started on a worker
             if force:
                 record.force_cancelled = True
                 pid = self.worker_pids.get(record.worker_id)

@@ -9,6 +9,7 @@ tasks whose arguments became ready). No sockets, no threads, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .protocol import ObjectValue
@@ -55,7 +56,9 @@ class ObjectDirectory:
         self.task_missing: dict[bytes, int] = {}  # task id -> number of args not yet ready
         self.arena_bytes = 0
         self._clock = 0
-        self.on_new_entry = None  # called with the id of each new entry (cross-node borrowing)
+        self.on_new_entry: Callable[[bytes], None] | None = (
+            None  # called with the id of each new entry (cross-node borrowing)
+        )
 
     def _entry(self, object_id: bytes) -> ObjectEntry:
         entry = self.entries.get(object_id)
@@ -260,6 +263,7 @@ class ObjectDirectory:
     def mark_spilled(self, entry: ObjectEntry, path: str) -> int:
         """The object now lives only in `path`; returns the arena offset to free."""
         value = entry.value
+        assert value is not None  # only a ready arena object is spilled
         entry.spill_path = path
         entry.value = ObjectValue(value.object_id, None, -1, value.shm_size, value.is_error, value.contained)
         self.arena_bytes -= value.shm_size
@@ -267,5 +271,6 @@ class ObjectDirectory:
 
     def mark_restored(self, entry: ObjectEntry, offset: int) -> None:
         value = entry.value
+        assert value is not None  # a spilled object is ready
         entry.value = ObjectValue(value.object_id, None, offset, value.shm_size, value.is_error, value.contained)
         self.arena_bytes += value.shm_size

@@ -12,11 +12,12 @@ import time
 
 from . import protocol
 from .local_objects import MARKER_OFFSET
+from .node_host import NodeHost
 from .object_directory import FreeActions
 from .protocol import ObjectValue
 
 
-class ObjectHandlers:
+class ObjectHandlers(NodeHost):
     def _deliverable(self, client_id: bytes, entry, park: bool = False) -> ObjectValue | None:
         """The value to send to a client; arena objects are restored if spilled and pinned.
 
@@ -128,6 +129,7 @@ class ObjectHandlers:
         ):
             if wanted <= 0:
                 break
+            assert entry.value is not None  # in_arena
             wanted -= entry.value.shm_size
             if entry.object_id in self.revoking:
                 continue

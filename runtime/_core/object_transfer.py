@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from . import auth, protocol
+from .node_host import NodeHost
 from .protocol import ObjectValue
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class Pull:
     waiters: list = field(default_factory=list)  # ("task", task id) / ("client", client id)
 
 
-class ObjectTransfer:
+class ObjectTransfer(NodeHost):
     def _init_transfers(self) -> None:
         self.pulls: dict[bytes, Pull] = {}
         self.pull_backlog: list = []  # (object id, waiter) waiting for room in the arena
@@ -270,6 +271,7 @@ class ObjectTransfer:
                 data = bytes(view)
                 view.release()
         else:
+            assert entry.spill_path is not None  # neither inline nor in the arena: spilled
             with open(entry.spill_path, "rb") as handle:
                 handle.seek(start)
                 data = handle.read(message.length)

@@ -11,15 +11,27 @@ Requests are verb-noun (SubmitTasks), replies `<Request>Reply`, events past tens
 from __future__ import annotations
 
 import operator
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import msgpack
 
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:  # the marker only informs type checkers; on 3.10 nothing reads it
+
+    def dataclass_transform(**_kwargs):
+        return lambda decorator: decorator
+
+
 _REGISTRY: dict[int, type] = {}
+_Record = TypeVar("_Record", bound=type)
 
 
-def record(kind: int, nested: dict | None = None):
+@dataclass_transform(frozen_default=True)
+def record(kind: int, nested: dict | None = None) -> Callable[[_Record], _Record]:
     """Register a dataclass as a wire record with a unique kind number.
 
     `nested` names the fields that hold other records: `{"spec": TaskSpec}` for one record,
@@ -27,15 +39,14 @@ def record(kind: int, nested: dict | None = None):
     every nested record's kind and nesting depth is bounded by the schema itself.
     """
 
-    def wrap(cls):
+    def wrap(cls: Any) -> Any:
         cls = dataclass(frozen=True, slots=True)(cls)
         if kind in _REGISTRY:
             raise RuntimeError(f"message kind {kind} registered twice")
         cls.KIND = kind
-        cls.FIELDS = tuple(f.name for f in fields(cls))
-        cls.GETTER = (
-            operator.attrgetter(*cls.FIELDS) if len(cls.FIELDS) > 1 else (lambda m, n=cls.FIELDS[0]: (getattr(m, n),))
-        )
+        names = cls.FIELDS = tuple(f.name for f in fields(cls))
+        # attrgetter of one name returns the bare value, not a 1-tuple.
+        cls.GETTER = (lambda m, n=names[0]: (getattr(m, n),)) if len(names) == 1 else operator.attrgetter(*names)
         schema = []
         for name, target in (nested or {}).items():
             many = isinstance(target, list)
@@ -85,7 +96,8 @@ def encode(message: Any) -> bytes:
     """Encode one record to bytes."""
     if not hasattr(type(message), "KIND"):
         raise TypeError(f"cannot encode {type(message).__name__} as a shoal message")
-    return msgpack.packb(_to_wire(message), use_bin_type=True)
+    # packb without a stream always returns the bytes (None is only for an unreset Packer).
+    return cast(bytes, msgpack.packb(_to_wire(message), use_bin_type=True))
 
 
 def decode(data: bytes) -> Any:
@@ -124,7 +136,7 @@ class ObjectValue:
     shm_offset: int = -1
     shm_size: int = 0
     is_error: bool = False
-    contained: list = None  # ids of ObjectRefs serialized inside this value
+    contained: list | None = None  # ids of ObjectRefs serialized inside this value
 
 
 @record(2)

@@ -153,7 +153,7 @@ def task_rows(service) -> list[dict]:
     node_id = service.node_id.hex()
     pids = dict(service.worker_pids)
     pids.update(service.exited_worker_pids)
-    rows = [task_row(*summary, node_id, pids) for summary in service.finished_tasks]
+    rows = [task_row(*summary, node_id=node_id, worker_pids=pids) for summary in service.finished_tasks]
     for record in service.tasks.values():
         where = record.node.hex() if record.node is not None else node_id
         rows.append(task_row(record.spec, record.worker_id, record.started_wall, None, record.state, None, where, pids))

@@ -14,6 +14,7 @@ def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseEx
     from .. import exceptions
 
     name = spec.name or spec.function_name if spec is not None else "?"
+    info = details or {}  # every kind but "cancelled" comes with its details
     if kind == "cancelled":
         return exceptions.TaskCancelledError(spec.task_id.hex() if spec is not None else None)
     if kind == "worker_crashed":
@@ -23,32 +24,32 @@ def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseEx
                 f"The worker process (pid {details.get('pid')}) running task {name!r} was lost: {details['cause']}."
             )
         message = exceptions.format_worker_death(
-            details.get("pid"), exitcode=details.get("exitcode"), signal_number=None, last_task=name
+            info.get("pid"), exitcode=info.get("exitcode"), signal_number=None, last_task=name
         )
         return exceptions.WorkerCrashedError(message)
     if kind == "actor_died":
-        return exceptions.ActorDiedError(details.get("message"), actor_id=details.get("actor_id"))
+        return exceptions.ActorDiedError(info.get("message"), actor_id=info.get("actor_id"))
     if kind == "actor_unavailable":
-        return exceptions.ActorUnavailableError(details.get("message"), actor_id=details.get("actor_id"))
+        return exceptions.ActorUnavailableError(info["message"], actor_id=info.get("actor_id"))
     if kind == "unschedulable":
         if spec is not None and spec.actor_creation is not None:
-            return exceptions.ActorUnschedulableError(details.get("message"))
-        return exceptions.TaskUnschedulableError(details.get("message"))
+            return exceptions.ActorUnschedulableError(info["message"])
+        return exceptions.TaskUnschedulableError(info["message"])
     if kind == "placement_group_removed":
         return exceptions.PlacementGroupSchedulingError(
-            f"placement group {details.get('name') or ''!s} was removed before it could be created"
+            f"placement group {info.get('name') or ''!s} was removed before it could be created"
         )
     if kind == "node_died":
-        return exceptions.NodeDiedError(details.get("message"))
+        return exceptions.NodeDiedError(info.get("message"))
     if kind == "object_lost":
         cls = {
             "owner_died": exceptions.OwnerDiedError,
             "put": exceptions.ObjectReconstructionFailedError,
             "lineage": exceptions.ObjectReconstructionFailedLineageEvictedError,
-        }.get(details.get("reason"), exceptions.ObjectLostError)
-        return cls(details.get("object_id", "?"), details.get("owner"))
+        }.get(info.get("reason", ""), exceptions.ObjectLostError)
+        return cls(info.get("object_id", "?"), info.get("owner"))
     if kind == "store_full":
-        return exceptions.ObjectStoreFullError(details.get("message", "object store full"))
+        return exceptions.ObjectStoreFullError(info.get("message", "object store full"))
     return exceptions.RaySystemError(f"{kind}: {details}")
 
 

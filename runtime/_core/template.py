@@ -207,6 +207,7 @@ class TemplateHandle:
                 env=env,
                 close_fds=True,
             )
+        assert process.stdin is not None and process.stdout is not None  # both are pipes
         handle = cls(process.pid, os.dup(process.stdin.fileno()), os.dup(process.stdout.fileno()))
         process.stdin.close()
         process.stdout.close()
