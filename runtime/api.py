@@ -14,6 +14,7 @@ import numbers
 import os
 import sys
 import warnings
+from typing import Any
 
 from . import exceptions
 from ._core import client as client_module
@@ -59,7 +60,7 @@ _IGNORED_INIT_OPTIONS = {
 # -- the decorator ------------------------------------------------------------------------
 
 
-def remote(*args, **options):
+def remote(*args, **options) -> Any:
     """Make a function a task (or a class an actor) that runs on the cluster.
 
     Use bare (`@shoal.remote`) or with options (`@shoal.remote(num_cpus=2, num_returns=2)`).
@@ -69,6 +70,8 @@ def remote(*args, **options):
             positional arguments besides the target.
         ValueError: An unknown option or a bad option value.
     """
+    # Typed Any: what comes back (a RemoteFunction, an ActorClass, or a decorator making one)
+    # depends on the argument, as with Ray's own decorator.
     if len(args) == 1 and not options and callable(args[0]):
         return _make(args[0], {})
     if args:
@@ -105,7 +108,7 @@ def _check_number(name: str, value, integer: bool = False) -> None:
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value}")
-    if integer and int(value) != value:
+    if integer and not float(value).is_integer():
         raise ValueError(f"{name} must be a whole number, got {value}")
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
@@ -209,9 +212,9 @@ def init(
                 endpoint = found.endpoint
             elif address.startswith("ipc://"):
                 endpoint = address
-            elif node_launcher.local_node_at(address) is not None:
+            elif (local := node_launcher.local_node_at(address)) is not None:
                 # A node on this machine: its ipc socket, and its shared memory, beat TCP.
-                endpoint = node_launcher.local_node_at(address).endpoint
+                endpoint = local.endpoint
             else:
                 endpoint, token = _tcp_endpoint(address, _token)
         client = CoreClient(endpoint, "driver", namespace=namespace, token=token)
@@ -355,7 +358,7 @@ def _check_timeout(timeout) -> None:
         raise ValueError(f"timeout must be >= 0 or None, got {timeout}")
 
 
-def get(object_refs, *, timeout: float | None = None):
+def get(object_refs, *, timeout: float | None = None) -> Any:
     """Wait for and return the value(s) of one ObjectRef or a list of them.
 
     Raises:

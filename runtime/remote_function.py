@@ -81,6 +81,7 @@ class RemoteFunction:
 
     def _submit(self, args: tuple, kwargs: dict, opts: dict, prepared: dict):
         client = session.client()
+        assert self._definition is not None  # _prepare pickled it
         function_id, payload = self._definition
         client.export_function(function_id, payload)
         feasibility.check_feasible(prepared["resources"], prepared["function_name"])
@@ -106,7 +107,7 @@ class _BoundOptions:
 def placed_resources(resources: dict, opts: dict) -> dict:
     """Redirect a resource request into a placement group when the options name one."""
     strategy = opts.get("scheduling_strategy")
-    if getattr(strategy, "_scheduling_kind", None) == "PLACEMENT_GROUP":
+    if strategy is not None and getattr(strategy, "_scheduling_kind", None) == "PLACEMENT_GROUP":
         group, index = strategy.placement_group, strategy.placement_group_bundle_index
     elif opts.get("placement_group") not in (None, "default"):
         group = opts["placement_group"]

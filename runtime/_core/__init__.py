@@ -6,7 +6,8 @@ checks it):
     services     (own sockets, threads or processes)
       node process   node_main -> template (forks workers first), then node_manager with its
                      parts: actor_manager, object_handlers, object_transfer, cluster_peers,
-                     cluster_actors, group_placement, control_store; node_launcher starts it
+                     cluster_actors, group_placement, control_store (node_host: what those
+                     parts may use of the service, for the type checker); node_launcher starts it
       every client   client (the one connection to the node manager), session (the process's
                      client, ids, namespace, front-end hooks), feasibility
       worker         worker (runs tasks in order), actor_host (async/threaded actors);

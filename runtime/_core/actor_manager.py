@@ -313,7 +313,7 @@ class ActorManager:
         self.mark_dead(record, (pid, code))
         return True
 
-    def _fail_or_retry_inflight(self, record: ActorRecord, pid: int, code: int) -> None:
+    def _fail_or_retry_inflight(self, record: ActorRecord, pid: int, code: int | None) -> None:
         retry = []
         for task in list(record.inflight.values()):
             if task.state == "DONE":

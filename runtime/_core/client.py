@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -52,7 +53,7 @@ class _Reply:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.value = None
+        self.value: Any = None
 
 
 class CoreClient:
@@ -80,7 +81,7 @@ class CoreClient:
         self.on_logs: Callable[[list], None] | None = None
         self.on_block: Callable[[bool], None] | None = None
         self.arena = None
-        self.node_info: protocol.RegisterClientReply | None = None
+        self._node_info: protocol.RegisterClientReply | None = None
         self._requests: dict[int, _Reply] = {}
         self._request_ids = itertools.count(1)
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -93,6 +94,17 @@ class CoreClient:
         self.disconnected_reason: str | None = None
         self._last_heard = time.monotonic()
         self._node_timeout_s = config.load_config().node_timeout_s
+
+    @property
+    def node_info(self) -> protocol.RegisterClientReply:
+        """What the node manager said when this client registered (its node, resources, paths)."""
+        if self._node_info is None:
+            raise RuntimeError("the shoal client is not connected to a node manager yet")
+        return self._node_info
+
+    @property
+    def connected(self) -> bool:
+        return self._node_info is not None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -134,7 +146,7 @@ class CoreClient:
             self.close()
             raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
         assert isinstance(reply, protocol.RegisterClientReply)  # the only message resolving request -1 (_handle)
-        self.node_info = reply
+        self._node_info = reply
         TaskIDFactory.set_node_tag(reply.node_id)
         if not self.remote:
             from .shared_arena import SharedArena
@@ -295,7 +307,7 @@ class CoreClient:
 
     def _check_node_manager(self) -> None:
         """Notice a node manager that died without a word, rather than wait on it forever."""
-        if self.node_info is None or self.objects.closed_reason is not None:
+        if self._node_info is None or self.objects.closed_reason is not None:
             return
         if self.remote:
             # Over TCP neither side can see the other die: each says it is alive.

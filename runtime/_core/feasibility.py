@@ -34,9 +34,9 @@ def missing_on_every_node(wanted: dict, node_resources: list) -> dict:
 def check_feasible(resources: dict, name: str, stacklevel: int = 4) -> None:
     """Warn (once per request shape) when no live node has what a task or actor asks for."""
     current = session.current()
-    info = current.client.node_info if current is not None else None
-    if current is None or info is None:
+    if current is None or not current.client.connected:
         return
+    info = current.client.node_info
     # Placement-group resources appear when the group is reserved; the group warns itself.
     wanted = {k: v for k, v in resources.items() if "_group_" not in k}
     if all(info.resources.get(k, 0) >= v for k, v in wanted.items()):

@@ -18,10 +18,10 @@ def make_error(kind: str, spec: TaskSpec | None, details: dict | None) -> BaseEx
     if kind == "cancelled":
         return exceptions.TaskCancelledError(spec.task_id.hex() if spec is not None else None)
     if kind == "worker_crashed":
-        if details.get("cause"):
+        if info.get("cause"):
             # No exit status was seen: say how the worker was lost instead of guessing why.
             return exceptions.WorkerCrashedError(
-                f"The worker process (pid {details.get('pid')}) running task {name!r} was lost: {details['cause']}."
+                f"The worker process (pid {info.get('pid')}) running task {name!r} was lost: {info['cause']}."
             )
         message = exceptions.format_worker_death(
             info.get("pid"), exitcode=info.get("exitcode"), signal_number=None, last_task=name

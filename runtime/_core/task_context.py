@@ -9,6 +9,7 @@ context variable, so threaded and async actors keep one value per running call.
 from __future__ import annotations
 
 import contextvars
+from typing import Any
 
 _current: contextvars.ContextVar = contextvars.ContextVar("shoal_task", default=(None, (), frozenset()))
 
@@ -24,7 +25,7 @@ class ProcessInfo:
     actor_restarted = False
     actor_handle = None
     actor_resources: dict | None = None  # what this worker's actor holds for its life
-    executor = None
+    executor: Any = None  # the worker's Executor (None in a driver)
 
 
 process = ProcessInfo()

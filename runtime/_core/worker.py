@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Any
 
 from . import lifecycle, object_io, serialization, session, task_context
 from .client import CoreClient, set_current
@@ -68,7 +69,7 @@ class Executor:
     def __init__(self, client: CoreClient):
         self.client = client
         self.config = load_config()
-        self.functions: dict[bytes, object] = {}
+        self.functions: dict[bytes, Any] = {}
         self.current: TaskExec | None = None
         self.in_user_code = False
         self.cancel_target: bytes | None = None
@@ -90,6 +91,7 @@ class Executor:
         current = self.current
         if current is not None and current.spec.task_id == task_id:
             self.cancel_target = task_id
+            assert self.main_thread.ident is not None  # the main thread is running
             signal.pthread_kill(self.main_thread.ident, signal.SIGUSR1)
         else:
             self.cancelled_queued.add(task_id)
@@ -253,6 +255,7 @@ class Executor:
 
         spec = task.spec
         options = spec.actor_creation
+        assert options is not None and spec.actor_id is not None  # a constructor call names its actor
         error = None
         try:
             cls = self._load(spec.function_id)

@@ -87,7 +87,18 @@ class Queue:
             raise ValueError(f"maxsize must be a non-negative int, got {maxsize!r}")
         self.maxsize = maxsize
         options = {"num_cpus": 0, **(actor_options or {})}
-        self.actor = remote(_QueueActor).options(**options).remote(maxsize)
+        self._actor: Any = remote(_QueueActor).options(**options).remote(maxsize)
+
+    @property
+    def actor(self) -> Any:
+        """The handle of the actor that holds the items.
+
+        Raises:
+            RuntimeError: The queue was shut down.
+        """
+        if self._actor is None:
+            raise RuntimeError("this Queue was shut down (Queue.shutdown()); make a new Queue")
+        return self._actor
 
     def __len__(self) -> int:
         return self.size()
@@ -157,9 +168,9 @@ class Queue:
 
     def shutdown(self, force: bool = False, grace_period_s: int = 5) -> None:
         """Stop the queue's actor; the queue cannot be used afterwards."""
-        if self.actor is not None:
-            kill(self.actor)
-        self.actor = None
+        if self._actor is not None:
+            kill(self._actor)
+        self._actor = None
 
 
 __all__ = ["Empty", "Full", "Queue"]

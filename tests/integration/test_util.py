@@ -117,3 +117,5 @@ def test_queue_between_tasks_and_actors(cluster):
     assert shoal.get(producer.remote(queue, 5)) == "produced"
     assert shoal.get(taken, timeout=30) == [0, 1, 2, 3, 4]
     queue.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        queue.put(1)

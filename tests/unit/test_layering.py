@@ -33,7 +33,7 @@ CORE_LAYERS = {
     | {"system_errors"},
     "service": {"client", "session", "feasibility", "control_store", "node_manager", "node_launcher", "node_main"}
     | {"actor_manager", "cluster_actors", "cluster_peers", "group_placement", "object_handlers", "object_transfer"}
-    | {"template", "worker", "actor_host", "worker_watch"},
+    | {"template", "worker", "actor_host", "worker_watch", "node_host"},
 }
 RANK = {
     "leaf": 0,
