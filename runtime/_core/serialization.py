@@ -24,6 +24,8 @@ from typing import Any
 
 import cloudpickle
 
+from . import serializability
+
 MAGIC = b"SHL1"
 _HEADER = struct.Struct("<4sIQ")
 _ENTRY = struct.Struct("<QQ")
@@ -120,10 +122,13 @@ def serialize(value: Any) -> SerializedObject:
 
 
 def _unpicklable_message(value: Any, exc: Exception) -> str:
+    reason = f"{type(exc).__name__}: {exc}"
+    culprit = serializability.describe_unpicklable(value)
+    if culprit is not None:
+        reason = f"{culprit} cannot be pickled ({reason})"
     return (
-        f"Could not serialize a value of type {type(value).__module__}.{type(value).__qualname__}: "
-        f"{type(exc).__name__}: {exc}. Values passed to or returned from remote functions must be "
-        "picklable (locks, sockets, open files and generators are not)."
+        f"Could not serialize a value of type {serializability.type_name(value)}: {reason}. Values passed to "
+        "or returned from remote functions must be picklable (locks, sockets, open files and generators are not)."
     )
 
 
@@ -188,10 +193,14 @@ def pickle_definition(obj: Any) -> tuple[bytes, bytes]:
     try:
         payload = cloudpickle.dumps(obj, protocol=5)
     except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        culprit = serializability.describe_unpicklable(obj)
+        if culprit is not None:
+            reason = f"{culprit} cannot be pickled ({reason})"
         raise TypeError(
-            f"Could not serialize remote definition {getattr(obj, '__qualname__', obj)!r}: "
-            f"{type(exc).__name__}: {exc}. It probably captures an unpicklable global "
-            "(a lock, socket, open file or client); create it inside the function instead."
+            f"Could not serialize remote definition {getattr(obj, '__qualname__', obj)!r}: {reason}. It "
+            "probably captures an unpicklable global (a lock, socket, open file or client); create it inside "
+            "the function instead."
         ) from exc
     return hashlib.blake2b(payload, digest_size=16).digest(), payload
 
