@@ -340,7 +340,9 @@ class CoreClient:
         elif kind is protocol.RegisterClientReply:
             self._resolve(-1, message)
         elif kind is protocol.RevokePins:
-            self.objects.revoke(message.object_ids)
+            kept = self.objects.revoke(message.object_ids)
+            if kept:
+                self.outgoing.append(protocol.RevokePinsReply(kept))  # sent after the pins handed back
         elif kind is protocol.CancelRunning:
             if self.on_cancel is not None:
                 self.on_cancel(message.task_id)
