@@ -128,7 +128,7 @@ class CoreClient:
             self.close()
             raise ConnectionError(
                 f"the shoal cluster at {self.endpoint} refused the connection: the token is wrong "
-                "or missing (set SHOAL_TOKEN to the token `shoal start` printed)"
+                "or missing (set SHOAL_TOKEN to the token in the file `shoal start` printed)"
             )
         if reply is None:
             self.close()

@@ -118,6 +118,9 @@ def start_node(
     if not line.startswith("READY "):
         tail = _log_tail(session_dir)
         stop_node(HeadProcess(process, process.pid, "", session_dir))
+        refused = line.strip().partition("FAILED ConnectionError: ")[2]
+        if refused:
+            raise RuntimeError(refused)  # a wrong token or no head: the reason is the whole story
         raise RuntimeError(f"the shoal node manager failed to start: {line.strip() or 'no output'}\n{tail}")
     process.stdout.close()
     endpoint, _, tcp_endpoint = line.split(" ", 1)[1].strip().partition(" ")
