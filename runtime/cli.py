@@ -163,7 +163,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from ._core import node_launcher
+    from ._core import lifecycle, node_launcher
 
     members = node_launcher.read_members()
     for member in members:
@@ -171,14 +171,15 @@ def _stop(args: argparse.Namespace) -> int:
         node_launcher.clear_member(member)
         print(f"Stopped the shoal node with node manager pid {member.pid}.")
     running = node_launcher.read_address()
-    if running is None:
-        if not members:
-            print("No shoal cluster is running on this machine.")
-        node_launcher.clear_address()
-        return 0
-    node_launcher.stop_node(running)
+    if running is not None:
+        node_launcher.stop_node(running)
+        print(f"Stopped the shoal cluster (node manager pid {running.pid}).")
+    elif not members:
+        print("No shoal cluster is running on this machine.")
     node_launcher.clear_address()
-    print(f"Stopped the shoal cluster (node manager pid {running.pid}).")
+    stale = lifecycle.collect_stale_sessions()
+    if stale:
+        print(f"Removed {len(stale)} session directories of nodes that were killed: {', '.join(stale)}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`shoal start` keeps the cluster token secret: never in a command line, never printed.
+"""`shoal start` keeps the cluster token secret, its session files private, and cleans up after killed nodes.
 
 One head (`shoal start --head --port`) for the module, in its own temp dir; the nodes that join it
 run in another temp dir, as if on another machine, and are stopped with `shoal stop` there.
@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from tests.cluster.nodes import free_port
+from tests.waiting import wait_for
 
 STORE = str(64 * 1024 * 1024)
 CLI = [sys.executable, "-m", "shoal.cli"]
@@ -139,3 +140,60 @@ def test_join_with_the_token_in_the_environment_and_a_token_file(head, other_mac
     assert by_file.returncode == 0 and "Joined" in by_file.stdout, by_file.stderr
     stopped = _cli(["stop"], other_machine)
     assert stopped.stdout.count("Stopped the shoal node") == 2, stopped.stdout
+
+
+def _private(path: str) -> bool:
+    return stat.S_IMODE(os.lstat(path).st_mode) & 0o077 == 0
+
+
+def test_session_dir_sockets_and_logs_are_private(head):
+    from shoal._core.lifecycle import node_socket_path
+
+    session_dir = head["session_dir"]
+    entries = [session_dir]
+    for root, dirs, files in os.walk(session_dir):
+        entries += [os.path.join(root, name) for name in dirs + files]
+    sockets = [node_socket_path(session_dir, name) for name in ("node", "events")]  # short paths live in /tmp
+    assert all(stat.S_ISSOCK(os.lstat(path).st_mode) for path in sockets)
+    assert any(path.endswith(".log") for path in entries) and os.path.join(session_dir, "token") in entries
+    assert [path for path in entries + sockets if not _private(path)] == []
+
+
+def test_session_of_a_killed_node_is_removed_by_the_next_command_and_a_live_one_is_kept(head, other_machine):
+    env = dict(other_machine, SHOAL_TOKEN=head["token"])
+    killed = _cli(_join_args(head), env)
+    alive = _cli(_join_args(head), env)
+    assert killed.returncode == 0 and alive.returncode == 0, killed.stderr + alive.stderr
+    killed_dir = re.search(r"session: (\S+)", killed.stdout).group(1)
+    alive_dir = re.search(r"session: (\S+)", alive.stdout).group(1)
+    killed_pid = _manager_pid(killed.stdout)
+    os.kill(killed_pid, signal.SIGKILL)
+    wait_for(
+        lambda: not psutil.pid_exists(killed_pid) or psutil.Process(killed_pid).status() == psutil.STATUS_ZOMBIE,
+        30,
+        describe=lambda: f"node manager {killed_pid} still runs",
+    )
+    assert os.path.isdir(killed_dir)  # nothing was left to remove it
+    collected = subprocess.run(
+        [sys.executable, "-c", "from shoal._core import lifecycle; print(lifecycle.collect_stale_sessions())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert collected.returncode == 0, collected.stderr
+    assert not os.path.exists(killed_dir), collected.stdout
+    assert os.path.isdir(alive_dir) and os.path.isfile(os.path.join(alive_dir, "token"))
+    assert _cli(["status"], env).returncode == 0  # the live node still serves
+    # `shoal stop` collects too: kill the other one and let stop find its directory.
+    alive_pid = _manager_pid(alive.stdout)
+    os.kill(alive_pid, signal.SIGKILL)
+    wait_for(
+        lambda: not psutil.pid_exists(alive_pid) or psutil.Process(alive_pid).status() == psutil.STATUS_ZOMBIE,
+        30,
+        describe=lambda: f"node manager {alive_pid} still runs",
+    )
+    stopped = _cli(["stop"], env)
+    assert "Removed 1 session directories" in stopped.stdout, stopped.stdout
+    assert not os.path.exists(alive_dir)
+    assert os.path.isdir(head["session_dir"])  # another machine's (another temp dir's) head is untouched
