@@ -22,8 +22,18 @@ def describe_unpicklable(value: Any) -> str | None:
     None when `value` itself is the smallest failing piece (no member of it fails alone),
     or when the search ran out of its budget before it found one.
     """
+    found = find_unpicklable(value)
+    return None if found is None else describe(*found)
+
+
+def describe(steps: list[str], culprit: Any) -> str:
+    return f"{' -> '.join(steps)} ({_a_type(culprit)})"
+
+
+def find_unpicklable(value: Any) -> tuple[list[str], Any] | None:
+    """(steps from `value` to the innermost member that fails to pickle, that member), or None."""
     budget = [MAX_MEMBERS]
-    path: list[str] = []
+    steps: list[str] = []
     culprit = value
     seen = {id(value)}
     for _ in range(MAX_DEPTH):
@@ -31,11 +41,9 @@ def describe_unpicklable(value: Any) -> str | None:
         if found is None:
             break
         step, culprit = found
-        path.append(step)
+        steps.append(step)
         seen.add(id(culprit))
-    if not path:
-        return None
-    return f"{' -> '.join(path)} ({_a_type(culprit)})"
+    return (steps, culprit) if steps else None
 
 
 def type_name(value: Any) -> str:

@@ -273,6 +273,14 @@ def test_unpicklable_search_is_bounded_for_deep_and_cyclic_values():
         serialize(cyclic)
 
 
+def test_unpicklable_call_argument_is_named_as_the_call_wrote_it():
+    with pytest.raises(TypeError, match=r"the arguments of the call: args\[1\] \(a _thread.lock\) cannot be pickled"):
+        serialization.serialize_arguments((1, threading.Lock()), {})
+    with pytest.raises(TypeError, match=r"kwargs\['c'\] -> key 'k' \(a _thread.lock\) cannot be pickled"):
+        serialization.serialize_arguments((1,), {"c": {"k": threading.Lock()}})
+    assert deserialize_bytes(serialization.serialize_arguments((1,), {"c": 2}).to_bytes()) == ((1,), {"c": 2})
+
+
 def test_unpicklable_definition_names_the_captured_member():
     lock = threading.Lock()
 
