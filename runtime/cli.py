@@ -1,7 +1,7 @@
 """The `shoal` command: start, stop and inspect a cluster on this machine.
 
 shoal start --head [--port P] [--num-cpus N] [--num-gpus N] [--resources JSON] [--object-store-memory BYTES] [--block]
-shoal start --address HEAD:PORT [--token T] [...same options]
+shoal start --address HEAD:PORT [--token-file FILE|-] [...same options]   (or SHOAL_TOKEN in the environment)
 shoal status
 shoal list nodes|workers|tasks|actors|objects|jobs|placement-groups [--filter KEY=VALUE] [--limit N]
 shoal summary tasks|actors|objects
@@ -12,14 +12,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import stat
 import sys
 import time
 
+_TOKEN_ON_COMMAND_LINE = (
+    "--token is not accepted: a token on the command line is visible to every user of this machine "
+    "(ps, /proc/<pid>/cmdline) for as long as the node runs. Pass it in the environment "
+    "(SHOAL_TOKEN=$(cat FILE) shoal start ...), as --token-file FILE (mode 0600) or on stdin (--token-file -)."
+)
+
+
+def _read_token_file(path: str) -> str:
+    """The token in `path` (`-`: stdin). Raises ValueError with what to do if it cannot be used."""
+    if path == "-":
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise ValueError("--token-file -: no token on stdin")
+        return token
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise ValueError(f"--token-file {path}: {exc.strerror}") from None
+    with os.fdopen(descriptor) as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if stat.S_ISREG(mode) and mode & 0o077:
+            raise ValueError(
+                f"--token-file {path} can be read by other users (mode {stat.S_IMODE(mode):04o}): "
+                f"run chmod 600 {path} first"
+            )
+        token = handle.read().strip()
+    if not token:
+        raise ValueError(f"--token-file {path} is empty")
+    return token
+
 
 def _start(args: argparse.Namespace) -> int:
-    from ._core import config, lifecycle, node_launcher
+    from ._core import auth, config, lifecycle, node_launcher
 
+    if args.token is not None:
+        print(_TOKEN_ON_COMMAND_LINE, file=sys.stderr)
+        return 2
     running = node_launcher.read_address()
     if running is not None and not args.address:
         print(f"A shoal cluster is already running on this machine (node manager pid {running.pid}).", file=sys.stderr)
@@ -44,13 +79,20 @@ def _start(args: argparse.Namespace) -> int:
         if not host or not port.isdigit():
             print(f"--address must be HOST:PORT of the head, got {args.address!r}", file=sys.stderr)
             return 2
-        token = args.token or config.cluster_token()
+        if args.token_file is not None:
+            try:
+                token = _read_token_file(args.token_file)
+            except ValueError as exc:
+                print(str(exc), file=sys.stderr)
+                return 2
+        else:
+            token = config.cluster_token()
         if token is None and running is not None and running.tcp_address and running.tcp_address.endswith(":" + port):
             token = running.token  # the head runs on this machine: its token is in our session dir
         if token is None:
             print(
-                f"Joining {args.address} needs the cluster's token: pass --token or set SHOAL_TOKEN to the "
-                "token the head printed.",
+                f"Joining {args.address} needs the cluster's token: pass --token-file with a copy of the token "
+                "file the head printed, or set SHOAL_TOKEN.",
                 file=sys.stderr,
             )
             return 2
@@ -94,12 +136,13 @@ def _start(args: argparse.Namespace) -> int:
     print(f"  session: {node.session_dir}")
     print("Connect from Python on this machine with:  shoal.init(address='auto')")
     if node.tcp_address and not args.address:
+        token_file = os.path.join(node.session_dir, auth.TOKEN_FILE)
         print(f"  TCP address: {node.tcp_address} (only clients holding the token can connect)")
-        print(f"  token: {node.token}")
-        print("To add a node from another machine:")
-        print(f"  shoal start --address {node.tcp_address} --token {node.token}")
+        print(f"  token file: {token_file} (readable by you only; copy it to each machine that joins)")
+        print("To add a node from another machine, with the token file copied there:")
+        print(f"  shoal start --address {node.tcp_address} --token-file {token_file}")
         print(
-            f"From another machine:  SHOAL_TOKEN={node.token} python -c "
+            f"From another machine:  SHOAL_TOKEN=$(cat {token_file}) python -c "
             f"\"import shoal; shoal.init(address='{node.tcp_address}')\""
         )
     print("Stop it with:  shoal stop")
@@ -121,7 +164,7 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from ._core import node_launcher
+    from ._core import lifecycle, node_launcher
 
     members = node_launcher.read_members()
     for member in members:
@@ -129,14 +172,15 @@ def _stop(args: argparse.Namespace) -> int:
         node_launcher.clear_member(member)
         print(f"Stopped the shoal node with node manager pid {member.pid}.")
     running = node_launcher.read_address()
-    if running is None:
-        if not members:
-            print("No shoal cluster is running on this machine.")
-        node_launcher.clear_address()
-        return 0
-    node_launcher.stop_node(running)
+    if running is not None:
+        node_launcher.stop_node(running)
+        print(f"Stopped the shoal cluster (node manager pid {running.pid}).")
+    elif not members:
+        print("No shoal cluster is running on this machine.")
     node_launcher.clear_address()
-    print(f"Stopped the shoal cluster (node manager pid {running.pid}).")
+    stale = lifecycle.collect_stale_sessions()
+    if stale:
+        print(f"Removed {len(stale)} session directories of nodes that were killed: {', '.join(stale)}")
     return 0
 
 
@@ -269,7 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--node-ip-address", default=None, help="this node's address (TCP binds to it)")
     start.add_argument("--bind", default=None, help="address the TCP port binds to (default 127.0.0.1)")
     start.add_argument("--address", default=None, help="join the cluster whose head is at HOST:PORT")
-    start.add_argument("--token", default=None, help="the cluster token (or SHOAL_TOKEN)")
+    start.add_argument(
+        "--token-file", default=None, help="file holding the cluster token (mode 0600; '-' reads stdin), or SHOAL_TOKEN"
+    )
+    start.add_argument("--token", default=None, help=argparse.SUPPRESS)  # refused: argv is public
     start.set_defaults(run=_start)
     stop = commands.add_parser("stop", help="stop the shoal cluster running on this machine")
     stop.set_defaults(run=_stop)

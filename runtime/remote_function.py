@@ -163,7 +163,7 @@ def build_task(
     contained: list = []
     keep_alive = None
     if args or kwargs:
-        serialized = serialization.serialize((args, kwargs))
+        serialized = serialization.serialize_arguments(args, kwargs)
         contained = serialized.contained
         if serialized.total_bytes > INLINE_OBJECT_MAX_BYTES:
             keep_alive = put_serialized(client, serialized)

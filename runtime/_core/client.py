@@ -140,7 +140,7 @@ class CoreClient:
             self.close()
             raise ConnectionError(
                 f"the shoal cluster at {self.endpoint} refused the connection: the token is wrong "
-                "or missing (set SHOAL_TOKEN to the token `shoal start` printed)"
+                "or missing (set SHOAL_TOKEN to the token in the file `shoal start` printed)"
             )
         if reply is None:
             self.close()
@@ -354,7 +354,9 @@ class CoreClient:
         elif kind is protocol.RegisterClientReply:
             self._resolve(-1, message)
         elif kind is protocol.RevokePins:
-            self.objects.revoke(message.object_ids)
+            kept = self.objects.revoke(message.object_ids)
+            if kept:
+                self.outgoing.append(protocol.RevokePinsReply(kept))  # sent after the pins handed back
         elif kind is protocol.CancelRunning:
             if self.on_cancel is not None:
                 self.on_cancel(message.task_id)

@@ -121,12 +121,12 @@ class ClusterPeers(NodeHost):
                 if auth.handshake_refused(monitor):
                     raise ConnectionError(
                         f"the shoal head at {self.head_address} refused this node: the token is wrong "
-                        "(pass the one the head printed with --token or SHOAL_TOKEN)"
+                        "(pass the head's token file with --token-file, or set SHOAL_TOKEN)"
                     )
                 if time.monotonic() > deadline:
                     raise ConnectionError(
                         f"no answer from a shoal head at {self.head_address} within {timeout_s:g} s: no head "
-                        "listens there, or the token is wrong (pass --token or set SHOAL_TOKEN)"
+                        "listens there, or the token is wrong (pass --token-file or set SHOAL_TOKEN)"
                     )
                 if self.tcp_router.poll(50):
                     frames = self.tcp_router.recv_multipart()

@@ -1,13 +1,17 @@
 """Process hygiene: children die with their parent, session directories, process titles.
 
 Every process shoal starts asks the kernel to signal it when its parent dies
-(PR_SET_PDEATHSIG), so a killed driver never leaves a cluster behind.
+(PR_SET_PDEATHSIG), so a killed driver never leaves a cluster behind. A session directory
+(owner-only, 0700) records the process it belongs to; one whose process is gone (a node that
+was SIGKILLed) is removed by the next `collect_stale_sessions`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
+import logging
 import os
 import shutil
 import signal
@@ -16,6 +20,9 @@ from typing import Literal
 
 from . import config
 
+logger = logging.getLogger(__name__)
+
+SESSION_OWNER_FILE = "owner.json"
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 _libc: ctypes.CDLL | Literal[False] | None = None  # None: not loaded yet; False: not available
@@ -49,13 +56,100 @@ def set_process_title(title: str) -> None:
 
 
 def new_session_dir() -> str:
+    """A new owner-only session directory, recorded as this process's until `record_session_owner`."""
     root = config.temp_root()
     os.makedirs(root, mode=0o700, exist_ok=True)
     os.chmod(root, 0o700)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
     path = os.path.join(root, f"session_{stamp}_{os.getpid()}_{os.urandom(3).hex()}")
-    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    os.mkdir(path, 0o700)
+    os.chmod(path, 0o700)  # whatever the umask
+    os.mkdir(os.path.join(path, "logs"), 0o700)
+    os.chmod(os.path.join(path, "logs"), 0o700)
+    record_session_owner(path, os.getpid())
     return path
+
+
+def record_session_owner(session_dir: str, pid: int) -> None:
+    """The process a session directory lives for: once it is gone, the directory is stale."""
+    identity = _process_identity(pid)
+    if identity is None:
+        return  # already gone: the directory stays unowned, and is never collected
+    temp_path = os.path.join(session_dir, f".{SESSION_OWNER_FILE}.{os.getpid()}")
+    descriptor = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(identity, handle)
+    os.replace(temp_path, os.path.join(session_dir, SESSION_OWNER_FILE))
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _process_identity(pid: int) -> dict | None:
+    """What tells this process apart from a later one with the same pid; None if it is gone.
+
+    The start time (clock ticks since boot) changes when a pid is reused; the boot id when the
+    machine restarts; the pid namespace says whether this process can judge the pid at all.
+    """
+    stat = _read_text(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name in parentheses may hold spaces
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None  # a zombie has exited: its node is gone
+    try:
+        pid_namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_namespace = ""
+    return {
+        "pid": pid,
+        "start_ticks": int(fields[19]),
+        "boot_id": (_read_text("/proc/sys/kernel/random/boot_id") or "").strip(),
+        "pid_namespace": pid_namespace,
+    }
+
+
+def session_is_stale(session_dir: str) -> bool:
+    """True only when the directory's recorded process is certainly gone.
+
+    A directory without a record (being created, or from an older shoal) and one recorded by
+    another pid namespace (another container sharing /tmp) are never stale.
+    """
+    try:
+        with open(os.path.join(session_dir, SESSION_OWNER_FILE)) as handle:
+            recorded = json.load(handle)
+        pid = int(recorded["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    now = _process_identity(os.getpid()) or {}
+    if recorded.get("boot_id") and now.get("boot_id") and recorded["boot_id"] != now["boot_id"]:
+        return True  # the machine restarted since
+    if recorded.get("pid_namespace") != now.get("pid_namespace"):
+        return False
+    current = _process_identity(pid)
+    return current is None or current["start_ticks"] != recorded.get("start_ticks")
+
+
+def collect_stale_sessions() -> list[str]:
+    """Remove the session directories (token, logs, sockets, spill files) of nodes that are gone."""
+    root = config.temp_root()
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    removed = []
+    for name in sorted(names):
+        path = os.path.join(root, name)
+        if name.startswith("session_") and session_is_stale(path):
+            remove_session_dir(path)
+            removed.append(path)
+            logger.info("removed the stale session directory %s", path)
+    return removed
 
 
 _SOCKET_PATH_MAX = 100  # sockaddr_un.sun_path holds 108 bytes on Linux
@@ -88,13 +182,15 @@ def remove_session_dir(path: str | None) -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether `pid` runs; an exited process its parent has not reaped yet (a zombie) does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    stat = _read_text(f"/proc/{pid}/stat")
+    return stat is None or stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
 
 
 def kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:

@@ -5,6 +5,10 @@ one condition variable. Arena memory is read only through a location this proces
 pin on. A location is cached (one pin per object) while the process holds a reference to the
 object or an array built on it is alive, so repeated gets cost no round trip. The node
 manager may ask for pins back (to spill); a pin is handed back as soon as no array uses it.
+A get holds a view on each location from the moment it finds it, so a pin asked back while
+the get still waits for other objects stays until the get's values are gone. When the arena
+has no room to restore a spilled object, the node manager sends a copy of its bytes instead
+(`is_copy`): it is kept only for the getters waiting on it, never cached.
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ def is_inline(value: ObjectValue) -> bool:
 
 def is_delivery(value: ObjectValue) -> bool:
     return value.data is None and value.shm_offset >= 0
+
+
+def is_copy(value: ObjectValue) -> bool:
+    """The bytes of an arena object, sent because the arena had no room for it."""
+    return value.data is not None and value.shm_size > 0
+
+
+def _marker(value: ObjectValue) -> ObjectValue:
+    return ObjectValue(value.object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained)
 
 
 class PinnedLocation:
@@ -61,6 +74,11 @@ class LocalObjects:
                 self.requested.discard(object_id)
                 if is_delivery(value):
                     self._take_pin(value)
+                elif is_copy(value):
+                    if self.getters.get(object_id):
+                        self.values[object_id] = value
+                    elif object_id in self.local_refs and object_id not in self.values:
+                        self.values[object_id] = _marker(value)  # ready; a later get asks again
                 elif self._wanted(object_id):
                     self.values[object_id] = value
                 watchers = self.waiters.get(object_id)
@@ -85,22 +103,29 @@ class LocalObjects:
             # A location being given back stays pinned for the arrays still on it.
             self.locations[object_id] = PinnedLocation(value)
         if object_id not in self.values and self._wanted(object_id):
-            self.values[object_id] = ObjectValue(
-                object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained
-            )
+            self.values[object_id] = _marker(value)
 
-    def revoke(self, object_ids: list) -> None:
-        """The node manager wants these pins back (to spill the objects)."""
+    def revoke(self, object_ids: list) -> list:
+        """The node manager wants these pins back (to spill the objects).
+
+        Returns the ids whose pins stay for now (arrays, or a get in progress, use them), so
+        that the node manager need not wait for them; each goes back when its last view does.
+        """
+        kept = []
         with self.cond:
             for object_id in object_ids:
                 location = self.locations.get(object_id)
                 if location is None:
+                    if object_id not in self.released_pins:
+                        kept.append(object_id)  # a pin this process reads without caching it
                     continue
                 if location.views:
                     location.give_back = True
+                    kept.append(object_id)
                 else:
                     del self.locations[object_id]
                     self.released_pins.append(object_id)
+        return kept
 
     def apply_ref_events(self, events: list) -> tuple[dict, dict]:
         """Fold +1/-1 events into local counts.
@@ -158,9 +183,7 @@ class LocalObjects:
         with self.cond:
             if pinned:
                 self.locations[value.object_id] = PinnedLocation(value)
-                self.values[value.object_id] = ObjectValue(
-                    value.object_id, None, MARKER_OFFSET, value.shm_size, value.is_error, value.contained
-                )
+                self.values[value.object_id] = _marker(value)
             else:
                 self.values[value.object_id] = value
 
@@ -226,17 +249,21 @@ class LocalObjects:
     def collect(self, object_ids: list, timeout_s: float | None, request, on_block) -> list | None:
         """Wait until every id is usable; returns inline ObjectValues or PinnedLocations.
 
-        Each returned PinnedLocation has had its view count raised: the caller must call
-        `view_released(location)` once when the memory is no longer used. `request(ids)` asks
-        the node manager for values; `on_block(bool)` is told when this thread starts and
-        stops waiting. Returns None on timeout. Waiting costs O(len(object_ids)) in all:
-        arrivals count down the waiter instead of waking it to rescan every id.
+        Values come in input order up to and including the first error (the get raises
+        there; nothing after it is held). Each returned PinnedLocation has had its view count
+        raised once per place it appears: the caller must call `view_released(location)` that
+        often when the memory is no longer used. `request(ids)` asks the node manager for
+        values; `on_block(bool)` is told when this thread starts and stops waiting. Returns
+        None on timeout. Waiting costs O(len(object_ids)) in all: arrivals count down the
+        waiter instead of waking it to rescan every id.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         unique = list(dict.fromkeys(object_ids))
         blocked = False
         cond = self.cond
         waiter = _Waiter(usable_only=True)
+        held: dict = {}  # object id -> its inline value, or a location this get holds a view on
+        result = None
         try:
             with cond:
                 for object_id in unique:
@@ -246,7 +273,7 @@ class LocalObjects:
                     if self.closed_reason is not None:
                         raise RuntimeError(self.closed_reason)
                     self._unwatch(waiter)
-                    pending = [i for i in pending if not self._usable(i)]
+                    pending = [i for i in pending if not self._hold(i, held)]
                     if not pending:
                         break
                     to_request = []
@@ -272,23 +299,27 @@ class LocalObjects:
                     if not self._wait_on(waiter, deadline):
                         return None
                     waiter.rescan = False
-                result = {}
-                for object_id in unique:
-                    value = self.values.get(object_id)
-                    if value is None or value.data is None:
-                        value = self.locations[object_id]
-                        value.views += 1
-                    result[object_id] = value
-                return [result[object_id] for object_id in object_ids]
+                result = self._hand_over(object_ids, held)
+                return result
         finally:
             with cond:
                 self._unwatch(waiter)
+                if result is None:
+                    for item in held.values():
+                        if type(item) is PinnedLocation:
+                            self.view_released(item)
                 for object_id in unique:
                     left = self.getters.get(object_id, 0) - 1
                     if left > 0:
                         self.getters[object_id] = left
                         continue
                     self.getters.pop(object_id, None)
+                    value = self.values.get(object_id)
+                    if value is not None and is_copy(value):
+                        if object_id in self.local_refs:
+                            self.values[object_id] = _marker(value)
+                        else:
+                            del self.values[object_id]
                     if object_id not in self.local_refs:
                         # The marker goes with the location; a location with live views
                         # stays usable until view_released drops both.
@@ -301,6 +332,40 @@ class LocalObjects:
                             self.released_pins.append(object_id)
             if blocked:
                 on_block(False)
+
+    def _hold(self, object_id: bytes, held: dict) -> bool:
+        """Take what a get needs of one object, if it is here: its value or a view on its location."""
+        if object_id in held:
+            return True
+        value = self.values.get(object_id)
+        if value is not None and value.data is not None:
+            held[object_id] = value
+            return True
+        location = self.locations.get(object_id)
+        if location is None or location.give_back:
+            return False
+        location.views += 1  # asked back from now on, the pin stays until the get's values go
+        held[object_id] = location
+        return True
+
+    def _hand_over(self, object_ids: list, held: dict) -> list:
+        """The values in input order up to the first error; one view per returned occurrence."""
+        returned = []
+        uses: dict[bytes, int] = {}
+        for object_id in object_ids:
+            item = held[object_id]
+            returned.append(item)
+            uses[object_id] = uses.get(object_id, 0) + 1
+            if (item.value if type(item) is PinnedLocation else item).is_error:
+                break
+        for object_id, item in held.items():
+            if type(item) is PinnedLocation:
+                count = uses.get(object_id, 0)
+                if count:
+                    item.views += count - 1
+                else:
+                    self.view_released(item)
+        return returned
 
     def wait_ready(self, object_ids: list, num_returns: int, timeout_s: float | None, request, on_block) -> list:
         """Ids (in input order) that are ready once `num_returns` are, or at the timeout."""

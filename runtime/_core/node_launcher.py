@@ -75,6 +75,7 @@ def start_node(
     token: str | None = None,
 ) -> HeadProcess:
     """Start a node manager: a head (no `head_address`) or a node joining that head."""
+    lifecycle.collect_stale_sessions()
     session_dir = lifecycle.new_session_dir()
     if head_address is None and tcp_port is not None:
         from . import auth
@@ -98,7 +99,7 @@ def start_node(
         "token": token,
         "head_address": head_address,
     }
-    log = open(os.path.join(session_dir, "logs", "node_manager.err"), "ab")
+    log = os.open(os.path.join(session_dir, "logs", "node_manager.err"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     process = subprocess.Popen(
         [sys.executable, "-m", "shoal._core.node_main"],  # options on stdin: `ps` shows no token
         stdin=subprocess.PIPE,
@@ -107,7 +108,8 @@ def start_node(
         start_new_session=True,
         close_fds=True,
     )
-    log.close()
+    os.close(log)
+    lifecycle.record_session_owner(session_dir, process.pid)
     assert process.stdin is not None and process.stdout is not None  # both are pipes
     process.stdin.write(json.dumps(options).encode())
     process.stdin.close()
@@ -119,6 +121,9 @@ def start_node(
     if not line.startswith("READY "):
         tail = _log_tail(session_dir)
         stop_node(HeadProcess(process, process.pid, "", session_dir))
+        refused = line.strip().partition("FAILED ConnectionError: ")[2]
+        if refused:
+            raise RuntimeError(refused)  # a wrong token or no head: the reason is the whole story
         raise RuntimeError(f"the shoal node manager failed to start: {line.strip() or 'no output'}\n{tail}")
     process.stdout.close()
     endpoint, _, tcp_endpoint = line.split(" ", 1)[1].strip().partition(" ")

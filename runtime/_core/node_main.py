@@ -26,6 +26,9 @@ def main() -> None:
     handle = template.TemplateHandle.fork(
         template_options, os.path.join(options["session_dir"], "logs", "template.log")
     )
+    # The node's own sockets, logs and spill files are for this user alone; the workers (and a
+    # template started again later) keep the user's umask for the files tasks write.
+    template_options["user_umask"] = os.umask(0o077)
     from . import node_manager
 
     profile_dir = os.environ.get("SHOAL_PROFILE_DIR")

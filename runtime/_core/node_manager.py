@@ -128,6 +128,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.parked: list = []  # allocations waiting for pins to be handed back
         self.parked_deliveries: list = []  # spilled objects waiting for room to be restored
         self.revoking: set = set()
+        self.pins_kept: set = set()  # asked back, but readers keep them for now
         self.started_at = time.time()
         self._init_cluster()
         self._init_transfers()
@@ -141,6 +142,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             protocol.AllocateObject: self._on_allocate,
             protocol.GetObjects: self._on_get,
             protocol.UpdateReferences: self._on_update_references,
+            protocol.RevokePinsReply: self._on_revoke_pins_reply,
             protocol.TasksDone: self._on_tasks_done,
             protocol.WorkerBlocked: self._on_worker_blocked,
             protocol.CancelTask: self._on_cancel,

@@ -18,12 +18,14 @@ from .protocol import ObjectValue
 
 
 class ObjectHandlers(NodeHost):
-    def _deliverable(self, client_id: bytes, entry, park: bool = False) -> ObjectValue | None:
+    def _deliverable(
+        self, client_id: bytes, entry, park: bool = False, deadline: float | None = None
+    ) -> ObjectValue | None:
         """The value to send to a client; arena objects are restored if spilled and pinned.
 
         When a spilled object cannot be restored because readers pin the whole arena, it is
-        either parked (`park`: pins are asked back and the delivery retried) or read from
-        disk and sent inline.
+        parked while pins asked back may still make room (`park`; retried as they come back,
+        until `deadline`); otherwise the reader gets a copy of its bytes, read from disk.
         """
         value = entry.value
         if value.data is None and entry.object_id in self.remote_objects:
@@ -37,13 +39,14 @@ class ObjectHandlers(NodeHost):
                 try:
                     self._apply_frees(self.store.restore(self.objects, entry))
                 except MemoryError:
-                    if park:
-                        self._revoke_for(value.shm_size)
-                        deadline = time.monotonic() + self.config.allocation_wait_s
+                    if park and self._revoke_for(value.shm_size):
+                        if deadline is None:
+                            deadline = time.monotonic() + self.config.allocation_wait_s
                         self.parked_deliveries.append((client_id, entry.object_id, deadline))
                         return None
                     data = self.store.read_spilled(entry)
-                    return ObjectValue(value.object_id, data, -1, 0, value.is_error, value.contained)
+                    # shm_size marks a copy: the reader does not cache it (LocalObjects.is_copy).
+                    return ObjectValue(value.object_id, data, -1, value.shm_size, value.is_error, value.contained)
                 value = entry.value
             self.objects.pin(client_id, entry.object_id)
         return value
@@ -120,11 +123,19 @@ class ObjectHandlers(NodeHost):
             return
         self._send(client_id, protocol.AllocateObjectReply(message.request_id, offset, error))
 
-    def _revoke_for(self, size_bytes: int) -> None:
+    def _revoke_for(self, size_bytes: int) -> bool:
+        """Ask readers for pins back until enough could come free; False if none can.
+
+        Pins a reader said it keeps (RevokePinsReply: arrays use them) are not counted.
+        """
         wanted = size_bytes - self.store.allocator.free_bytes
         by_client: dict[bytes, list] = {}
         for entry in sorted(
-            (e for e in self.objects.entries.values() if e.in_arena and e.pin_total),
+            (
+                e
+                for e in self.objects.entries.values()
+                if e.in_arena and e.pin_total and e.object_id not in self.pins_kept
+            ),
             key=lambda e: e.last_access,
         ):
             if wanted <= 0:
@@ -138,6 +149,15 @@ class ObjectHandlers(NodeHost):
                 by_client.setdefault(pinner, []).append(entry.object_id)
         for pinner, object_ids in by_client.items():
             self._send(pinner, protocol.RevokePins(object_ids))
+        return wanted <= 0
+
+    def _on_revoke_pins_reply(self, client_id: bytes, message: protocol.RevokePinsReply) -> None:
+        """A reader keeps these pins for now: what was parked on them need not wait."""
+        if not (self.parked or self.parked_deliveries):
+            return
+        self.pins_kept.update(message.kept)
+        self.revoking.difference_update(message.kept)
+        self._retry_parked(time.monotonic())
 
     def _retry_parked(self, now: float) -> None:
         deliveries, self.parked_deliveries = self.parked_deliveries, []
@@ -145,7 +165,7 @@ class ObjectHandlers(NodeHost):
             entry = self.objects.get(object_id)
             if client_id not in self.clients or entry is None:
                 continue
-            value = self._deliverable(client_id, entry, park=now < deadline)
+            value = self._deliverable(client_id, entry, park=now < deadline, deadline=deadline)
             if value is not None:
                 self._send(client_id, protocol.ObjectsReady([value]))
         parked, self.parked = self.parked, []
@@ -162,6 +182,7 @@ class ObjectHandlers(NodeHost):
                 self.parked.append((client_id, request_id, size_bytes, deadline))
         if not self.parked and not self.parked_deliveries:
             self.revoking.clear()
+            self.pins_kept.clear()
 
     def _on_get(self, client_id: bytes, message: protocol.GetObjects) -> None:
         ready = []
@@ -182,6 +203,7 @@ class ObjectHandlers(NodeHost):
         if message.deltas:
             self._apply_ref_deltas(client_id, message.deltas)
         if message.released_pins:
+            self.pins_kept.difference_update(message.released_pins)
             self._apply_frees(self.objects.unpin(client_id, message.released_pins))
             if self.parked or self.parked_deliveries:
                 self._retry_parked(time.monotonic())

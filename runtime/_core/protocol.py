@@ -603,3 +603,14 @@ class Keepalive:
     """Either way over TCP, about once a second: the other side is still there."""
 
     sequence: int = 0
+
+
+@record(89)
+class RevokePinsReply:
+    """Client -> node manager: of the pins RevokePins asked back, these stay (arrays use them).
+
+    Each still goes back by UpdateReferences once its last array is gone; until then the node
+    manager does not wait for it (a get it parked is answered with a copy instead).
+    """
+
+    kept: list

@@ -27,6 +27,8 @@ from typing import Any
 
 import cloudpickle
 
+from . import serializability
+
 MAGIC = b"SHL1"
 _HEADER = struct.Struct("<4sIQ")
 _ENTRY = struct.Struct("<QQ")
@@ -129,6 +131,19 @@ def serialize(value: Any) -> SerializedObject:
         TypeError: the value (or something inside it) cannot be pickled; the message names
             the offending type.
     """
+    return _serialize(value, arguments=False)
+
+
+def serialize_arguments(args: tuple, kwargs: dict) -> SerializedObject:
+    """`serialize((args, kwargs))` for a call; a failure names the argument that failed.
+
+    Raises:
+        TypeError: an argument cannot be pickled, e.g. "args[1] (a _thread.lock) cannot be pickled".
+    """
+    return _serialize((args, kwargs), arguments=True)
+
+
+def _serialize(value: Any, arguments: bool) -> SerializedObject:
     buffers: list = []
     contained = _reducer_hook_begin()
     try:
@@ -137,18 +152,37 @@ def serialize(value: Any) -> SerializedObject:
         else:
             inband = _dumps(value, buffer_callback=buffers.append)
     except Exception as exc:
-        raise TypeError(_unpicklable_message(value, exc)) from exc
+        raise TypeError(_unpicklable_message(value, exc, arguments)) from exc
     finally:
         _reducer_hook_end()
     return SerializedObject(inband, buffers, contained)
 
 
-def _unpicklable_message(value: Any, exc: Exception) -> str:
+def _unpicklable_message(value: Any, exc: Exception, arguments: bool = False) -> str:
+    reason = f"{type(exc).__name__}: {exc}"
+    found = serializability.find_unpicklable(value)
+    subject = f"a value of type {serializability.type_name(value)}"
+    if found is not None:
+        steps, culprit = found
+        if arguments:
+            subject = "the arguments of the call"
+            steps = _argument_steps(steps)
+        reason = f"{serializability.describe(steps, culprit)} cannot be pickled ({reason})"
     return (
-        f"Could not serialize a value of type {type(value).__module__}.{type(value).__qualname__}: "
-        f"{type(exc).__name__}: {exc}. Values passed to or returned from remote functions must be "
-        "picklable (locks, sockets, open files and generators are not)."
+        f"Could not serialize {subject}: {reason}. Values passed to or returned from remote functions must "
+        "be picklable (locks, sockets, open files and generators are not)."
     )
+
+
+def _argument_steps(steps: list[str]) -> list[str]:
+    """Steps into the (args, kwargs) pair, said as the call's own: args[1], kwargs['c']."""
+    if len(steps) < 2:
+        return steps
+    if steps[0] == "element 0" and steps[1].startswith("element "):
+        return [f"args[{steps[1][8:]}]"] + steps[2:]
+    if steps[0] == "element 1" and steps[1].startswith("key "):
+        return [f"kwargs[{steps[1][4:]}]"] + steps[2:]
+    return steps
 
 
 def deserialize(view: memoryview) -> Any:
@@ -212,10 +246,14 @@ def pickle_definition(obj: Any) -> tuple[bytes, bytes]:
     try:
         payload = _dumps(obj)
     except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        culprit = serializability.describe_unpicklable(obj)
+        if culprit is not None:
+            reason = f"{culprit} cannot be pickled ({reason})"
         raise TypeError(
-            f"Could not serialize remote definition {getattr(obj, '__qualname__', obj)!r}: "
-            f"{type(exc).__name__}: {exc}. It probably captures an unpicklable global "
-            "(a lock, socket, open file or client); create it inside the function instead."
+            f"Could not serialize remote definition {getattr(obj, '__qualname__', obj)!r}: {reason}. It "
+            "probably captures an unpicklable global (a lock, socket, open file or client); create it inside "
+            "the function instead."
         ) from exc
     return hashlib.blake2b(payload, digest_size=16).digest(), payload
 
@@ -236,6 +274,7 @@ def loads_plain(data: bytes) -> Any:
 __all__ = [
     "SerializedObject",
     "serialize",
+    "serialize_arguments",
     "deserialize",
     "deserialize_bytes",
     "note_contained_ref",

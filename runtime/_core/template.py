@@ -198,7 +198,8 @@ class TemplateHandle:
 
         env = dict(os.environ)
         env.update(options.get("env_vars") or {})
-        with open(log_path, "ab") as log:
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
             process = subprocess.Popen(
                 [sys.executable, "-m", "shoal._core.template", json.dumps(options)],
                 stdin=subprocess.PIPE,
@@ -206,7 +207,10 @@ class TemplateHandle:
                 stderr=log,
                 env=env,
                 close_fds=True,
+                umask=options.get("user_umask", -1),
             )
+        finally:
+            os.close(log)
         assert process.stdin is not None and process.stdout is not None  # both are pipes
         handle = cls(process.pid, os.dup(process.stdin.fileno()), os.dup(process.stdout.fileno()))
         process.stdin.close()

@@ -207,7 +207,7 @@ def test_cancel_reaches_a_task_on_another_node(cluster):
 
 
 def test_join_without_the_token_is_refused(cluster):
-    env = dict(cluster.env, SHOAL_TOKEN="")
+    env = dict(cluster.env, SHOAL_TOKEN="not-the-token")
     result = subprocess.run(
         [
             sys.executable,
@@ -216,8 +216,6 @@ def test_join_without_the_token_is_refused(cluster):
             "start",
             "--address",
             cluster.address,
-            "--token",
-            "not-the-token",
             "--num-cpus",
             "1",
             "--object-store-memory",
@@ -403,12 +401,11 @@ def test_the_event_stream_carries_every_node(cluster):
 
 
 def test_a_driver_over_tcp_that_dies_is_dropped_with_its_actors(cluster):
-    import re
     import signal
 
     from shoal.util import state
 
-    token = re.search(r"token: (\S+)", cluster.nodes[0].output).group(1)
+    token = _head_token(cluster)
     source = f"""
 import sys, time, shoal
 shoal.init(address="{cluster.address}", namespace="over-tcp")
@@ -450,6 +447,14 @@ def test_a_named_actor_made_on_another_node_is_found_by_name(cluster):
     shoal.kill(handle)
 
 
+def _head_token(cluster) -> str:
+    """The token in the file the head printed (the head prints where it is, never the token)."""
+    import re
+
+    with open(re.search(r"token file: (\S+)", cluster.nodes[0].output).group(1)) as handle:
+        return handle.read().strip()
+
+
 def _lookup(name: str, namespace: str):
     try:
         return shoal.get_actor(name, namespace=namespace)
@@ -460,7 +465,7 @@ def _lookup(name: str, namespace: str):
 def test_a_driver_on_a_machine_that_only_joined_connects_to_its_node(cluster, tmp_path):
     import re
 
-    token = re.search(r"token: (\S+)", cluster.nodes[0].output).group(1)
+    token_file = re.search(r"token file: (\S+)", cluster.nodes[0].output).group(1)
     other_machine = dict(cluster.env, TMPDIR=str(tmp_path))  # its own temp dir: another "machine"
     joined = subprocess.Popen(
         [
@@ -470,8 +475,8 @@ def test_a_driver_on_a_machine_that_only_joined_connects_to_its_node(cluster, tm
             "start",
             "--address",
             cluster.address,
-            "--token",
-            token,
+            "--token-file",
+            token_file,
             "--num-cpus",
             "1",
             "--resources",

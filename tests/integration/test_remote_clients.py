@@ -27,9 +27,13 @@ def head(tmp_path_factory):
         timeout=60,
     )
     assert started.returncode == 0, started.stderr
-    token = next(
-        line.split(":", 1)[1].strip() for line in started.stdout.splitlines() if line.strip().startswith("token:")
+    token_file = next(
+        line.split(":", 1)[1].split()[0]
+        for line in started.stdout.splitlines()
+        if line.strip().startswith("token file:")
     )
+    with open(token_file) as handle:
+        token = handle.read().strip()
     yield {"env": env, "token": token, "stdout": started.stdout}
     subprocess.run(cli + ["stop"], capture_output=True, env=env, timeout=60)
 
@@ -42,9 +46,10 @@ def _driver(head, source: str, token: str | None, timeout_s: float = 60, home_en
     return subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env, timeout=timeout_s)
 
 
-def test_head_prints_address_and_token(head):
+def test_head_prints_address_and_token_file(head):
     assert f"127.0.0.1:{PORT}" in head["stdout"] and len(head["token"]) >= 32
-    assert "SHOAL_TOKEN=" in head["stdout"]
+    assert "SHOAL_TOKEN=$(cat " in head["stdout"]
+    assert head["token"] not in head["stdout"]  # the secret itself is never printed
 
 
 def test_remote_driver_with_token(head):

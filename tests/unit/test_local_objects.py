@@ -98,8 +98,8 @@ def test_cached_inline_values_return_without_request_or_block():
     objects = LocalObjects()
     objects.put_local(inline(A, b"1"))
     objects.put_local(ObjectValue(B, b"boom", is_error=True))
-    result = collect_now(objects, [A, B, A])
-    assert [value.data for value in result] == [b"1", b"boom", b"1"]
+    result = collect_now(objects, [A, A, B, A])
+    assert [value.data for value in result] == [b"1", b"1", b"boom"]  # up to the first error
     assert objects.getters == {}
 
 
@@ -186,11 +186,11 @@ def test_delivery_is_cached_and_a_second_collect_needs_no_request():
     hold(objects, A)
     objects.arrived([delivery(A, offset=128)])
     first, again = collect_now(objects, [A, A])
-    assert first is again and first.views == 1  # duplicates in one call share one view
+    assert first is again and first.views == 2  # one view per occurrence: each is read once
     [second] = collect_now(objects, [A])
-    assert second is first and first.views == 2
-    objects.view_released(first)
-    objects.view_released(second)
+    assert second is first and first.views == 3
+    for _ in range(3):
+        objects.view_released(first)
     assert objects.locations[A] is first and first.views == 0
     assert objects.take_released_pins() == []
 
@@ -294,6 +294,80 @@ def test_get_after_revoke_requests_again_and_the_old_location_keeps_its_pin():
     assert objects.locations[A] is new
     drop(objects, A)
     assert objects.take_released_pins() == [A]
+
+
+def test_revoke_reports_the_pins_it_keeps():
+    objects = LocalObjects()
+    hold(objects, A, B)
+    objects.arrived([delivery(A, offset=64), delivery(B, offset=128)])
+    [in_use] = collect_now(objects, [A])
+    assert objects.revoke([A, B]) == [A]  # B had no array on it: handed back now
+    assert objects.take_released_pins() == [B]
+    objects.view_released(in_use)
+    assert objects.take_released_pins() == [A]
+
+
+def test_location_revoked_while_the_get_waits_for_another_stays_held():
+    objects = LocalObjects()
+    hold(objects, A, B)
+    objects.arrived([delivery(A, offset=64)])
+    getter = collect(objects, [A, B])
+    assert getter.next_request() == [B]
+    assert getter.blocked.wait(STEP_S)
+    # The node manager needs room to restore B and asks for A's pin: the get already holds it.
+    assert objects.revoke([A]) == [A]
+    assert objects.take_released_pins() == []
+    objects.arrived([delivery(B, offset=256)])
+    first, second = getter.join()
+    assert first.value.shm_offset == 64 and first.views == 1 and first.give_back
+    assert second.value.shm_offset == 256 and second.views == 1
+    objects.view_released(first)
+    objects.view_released(second)
+    assert objects.take_released_pins() == [A]  # B stays cached for its ref
+
+
+def test_timeout_releases_the_locations_the_get_held():
+    objects = LocalObjects()
+    hold(objects, A)
+    objects.arrived([delivery(A, offset=64)])
+    assert objects.collect([A, B], 0.02, lambda ids: None, lambda blocked: None) is None
+    assert objects.locations[A].views == 0
+    assert objects.revoke([A]) == []
+    assert objects.take_released_pins() == [A]
+
+
+def test_values_after_the_first_error_are_not_held():
+    objects = LocalObjects()
+    hold(objects, A, C)
+    objects.arrived([delivery(A, offset=64), delivery(C, offset=128)])
+    objects.put_local(ObjectValue(B, b"boom", is_error=True))
+    result = collect_now(objects, [A, B, C])
+    assert [type(item) for item in result] == [PinnedLocation, ObjectValue]
+    assert objects.locations[A].views == 1 and objects.locations[C].views == 0
+
+
+def copy_of(object_id: bytes, data: bytes = b"bytes") -> ObjectValue:
+    """What the node manager sends when the arena has no room to restore a spilled object."""
+    return ObjectValue(object_id, data, -1, shm_size=len(data))
+
+
+def test_copy_serves_its_getters_and_is_not_cached():
+    objects = LocalObjects()
+    hold(objects, A)
+    getter = collect(objects, [A])
+    assert getter.next_request() == [A]
+    assert getter.blocked.wait(STEP_S)
+    objects.arrived([copy_of(A)])
+    [value] = getter.join()
+    assert value.data == b"bytes"
+    assert objects.values[A].data is None and objects.values[A].shm_offset == MARKER_OFFSET  # ready, not cached
+    requests = []
+    assert objects.collect([A], 0, requests.append, lambda blocked: None) is None
+    assert requests == [[A]]  # the next get asks again (the arena may have room by then)
+    objects.arrived([copy_of(A)])  # nobody waits any more: dropped
+    assert objects.values[A].data is None
+    drop(objects, A)
+    assert A not in objects.values and objects.take_released_pins() == []
 
 
 def test_putter_pinned_location_makes_collect_local():

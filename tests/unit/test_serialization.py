@@ -226,6 +226,72 @@ def test_unpicklable_value_is_a_type_error_naming_the_type(value, type_name):
     assert type(value).__qualname__ in str(info.value)
 
 
+class _Holder:
+    def __init__(self, inner):
+        self.name = "holder"
+        self.inner = inner
+
+
+class _Slotted:
+    __slots__ = ("handle",)
+
+    def __init__(self, handle):
+        self.handle = handle
+
+
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        ((1, threading.Lock()), "element 1 (a _thread.lock)"),
+        (
+            {"ok": 1, "conn": [2, _Holder(threading.Lock())]},
+            "key 'conn' -> element 1 -> attribute 'inner' (a _thread.lock)",
+        ),
+        ([_Slotted(i for i in range(3))], "element 0 -> attribute 'handle' (a builtins.generator)"),
+        ((np.zeros(4), {threading.Lock()}), "element 1 -> a member of the set (a _thread.lock)"),
+    ],
+    ids=["tuple", "dict_list_object", "slots", "set"],
+)
+def test_unpicklable_message_names_the_innermost_member(value, where):
+    with pytest.raises(TypeError) as info:
+        serialize(value)
+    message = str(info.value)
+    assert f"type builtins.{type(value).__name__}: {where} cannot be pickled" in message
+    assert "picklable" in message
+
+
+def test_unpicklable_search_is_bounded_for_deep_and_cyclic_values():
+    deep: list = [threading.Lock()]
+    for _ in range(50):
+        deep = [deep]
+    cyclic: list = [1]
+    cyclic.append(cyclic)
+    cyclic.append(threading.Lock())
+    with pytest.raises(TypeError, match="element 0 -> element 0"):
+        serialize(deep)
+    with pytest.raises(TypeError, match=r"list: element 2 \(a _thread.lock\)"):
+        serialize(cyclic)
+
+
+def test_unpicklable_call_argument_is_named_as_the_call_wrote_it():
+    with pytest.raises(TypeError, match=r"the arguments of the call: args\[1\] \(a _thread.lock\) cannot be pickled"):
+        serialization.serialize_arguments((1, threading.Lock()), {})
+    with pytest.raises(TypeError, match=r"kwargs\['c'\] -> key 'k' \(a _thread.lock\) cannot be pickled"):
+        serialization.serialize_arguments((1,), {"c": {"k": threading.Lock()}})
+    assert deserialize_bytes(serialization.serialize_arguments((1,), {"c": 2}).to_bytes()) == ((1,), {"c": 2})
+
+
+def test_unpicklable_definition_names_the_captured_member():
+    lock = threading.Lock()
+
+    def uses_lock():
+        with lock:
+            return 1
+
+    with pytest.raises(TypeError, match="captured variable 'lock' \\(a _thread.lock\\) cannot be pickled"):
+        pickle_definition(uses_lock)
+
+
 def test_failed_serialize_leaves_no_contained_stack_behind():
     with pytest.raises(TypeError):
         serialize(threading.Lock())
