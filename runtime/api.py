@@ -251,8 +251,8 @@ def _tcp_endpoint(address: str, token: str | None) -> tuple[str, str]:
             token = local.token
     if not token:
         raise ConnectionError(
-            f"Connecting to {address} needs the cluster's token: set SHOAL_TOKEN to the token that "
-            "`shoal start --port ...` printed."
+            f"Connecting to {address} needs the cluster's token: set SHOAL_TOKEN to the contents of the "
+            "token file that `shoal start --port ...` named (SHOAL_TOKEN=$(cat FILE))."
         )
     return f"tcp://{host}:{port}", token
 
@@ -428,12 +428,19 @@ def _get_values(client: CoreClient, refs: list, ids: list, timeout, single: bool
     if values is None:
         raise exceptions.GetTimeoutError(f"Get timed out: some object(s) not ready after {timeout} s.")
     results = []
-    for value in values:
-        if type(value) is PinnedLocation:
-            result = object_io.materialize_location(client, value)
-            value = value.value
-        else:
-            result = object_io.materialize(client, value)
+    for index, value in enumerate(values):
+        try:
+            if type(value) is PinnedLocation:
+                result = object_io.materialize_location(client, value)
+                value = value.value
+            else:
+                result = object_io.materialize(client, value)
+        except BaseException:
+            # collect() holds every location it returned: give back those never read.
+            for later in values[index + 1 :]:
+                if type(later) is PinnedLocation:
+                    client.objects.view_released(later)
+            raise
         if value.is_error:
             if isinstance(result, exceptions.RayTaskError):
                 raise result.as_instanceof_cause()

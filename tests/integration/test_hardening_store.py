@@ -76,6 +76,25 @@ def test_get_that_raises_releases_the_values_after_the_error(store_200mb):
     wait_store_empty()
 
 
+def _explode():
+    raise RuntimeError("this value cannot be loaded here")
+
+
+class Unloadable:
+    def __reduce__(self):
+        return (_explode, ())
+
+
+@pytest.mark.timeout(120)
+def test_a_value_that_fails_to_load_releases_the_values_after_it(store_200mb):
+    bad = shoal.put(Unloadable())
+    [last] = put_values(1)
+    with pytest.raises(RuntimeError, match="cannot be loaded here"):
+        shoal.get([bad, last])
+    del bad, last
+    wait_store_empty()
+
+
 @pytest.mark.timeout(120)
 def test_get_of_one_ref_twice_releases_both_views(store_200mb):
     [ref] = put_values(1)
