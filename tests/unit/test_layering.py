@@ -29,7 +29,8 @@ CORE_LAYERS = {
         "placement_groups",
         "state_view",
     },
-    "mechanism": {"serialization", "shared_arena", "arena_store", "auth", "lifecycle", "local_objects", "object_io"}
+    "mechanism": {"serialization", "serializability", "shared_arena", "arena_store", "auth", "lifecycle"}
+    | {"local_objects", "object_io"}
     | {"system_errors"},
     "service": {"client", "session", "feasibility", "control_store", "node_manager", "node_launcher", "node_main"}
     | {"actor_manager", "cluster_actors", "cluster_peers", "group_placement", "object_handlers", "object_transfer"}
@@ -59,6 +60,7 @@ ALLOWED = {
     ("shoal.cli", "shoal._core.node_launcher"),
     ("shoal.cli", "shoal._core.lifecycle"),
     ("shoal.cli", "shoal._core.config"),
+    ("shoal.cli", "shoal._core.auth"),  # where a head keeps its token file, to print the join command
 }
 
 
