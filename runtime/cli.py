@@ -172,6 +172,13 @@ def _status(args: argparse.Namespace) -> int:
         print("Tasks by state: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"))
         actors = state.summarize_actors()["cluster"]["total_actors"]
         print(f"Actors: {actors}")
+        for row in state.list_nodes():
+            dropped, errors, refused = row["messages_dropped"], row["handler_errors"], row["connections_refused"]
+            if dropped or errors or refused:
+                print(
+                    f"Node {row['node_id'][:12]} dropped {dropped} malformed or unexpected message(s), survived "
+                    f"{errors} handler error(s) and refused {refused} connection(s); see its node_manager.log"
+                )
     finally:
         shoal.shutdown()
     return 0

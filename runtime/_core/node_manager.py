@@ -8,6 +8,8 @@
 
 It owns the node's shared-memory arena, the worker pool and the task table. It forwards user
 payloads as opaque bytes and never unpickles them; it only pickles shoal's own error objects.
+Every record is checked against message_schema before a handler sees it, and no step of a loop
+turn can end the loop: what is dropped or raised is counted and logged rate-limited (fault_log).
 Messages to each client are batched per loop turn into one multipart send.
 """
 
@@ -32,7 +34,9 @@ from .cluster_actors import ClusterActors
 from .cluster_peers import PEER_SUFFIX, ClusterPeers
 from .cluster_table import LOCAL
 from .control_store import ControlStore
+from .fault_log import FaultLog
 from .group_placement import GroupPlacement
+from .message_intake import MessageIntake
 from .object_directory import ObjectDirectory
 from .object_handlers import ObjectHandlers
 from .object_transfer import ObjectTransfer
@@ -76,7 +80,7 @@ class ClientRecord:
     last_seen: float = 0.0  # remote clients: when we last heard from it
 
 
-class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors, GroupPlacement):
+class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors, GroupPlacement):
     def __init__(self, options: dict, template, template_options: dict):
         self.options = options
         self.template = template
@@ -107,6 +111,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.target_pool = int(self.resources.get("CPU", 1)) if self.config.prestart_workers else 0
         self.store = ArenaStore(int(options["object_store_bytes"]), os.path.join(self.session_dir, "spill"))
         self.running = True
+        self.faults = FaultLog(logger)  # what was dropped or survived: logged rate-limited, counted
         self.socket_handlers: dict = {}  # extra sockets the loop polls -> what drains them
         self.dump_requested = False
         from .serialization import serialize
@@ -283,32 +288,33 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         for watched in self.socket_handlers:
             poller.register(watched, zmq.POLLIN)
         next_housekeeping = 0.0
+        guarded = self._guarded  # no step of a turn may end the loop, whatever a message held
         while self.running:
             events = dict(poller.poll(100))
             if self.router in events:
-                self._drain_router()
+                guarded(self._drain_router)
             if self.tcp_router is not None and self.tcp_router in events:
-                self._drain_router(self.tcp_router)
+                guarded(self._drain_router, self.tcp_router)
             if self.socket_handlers:
                 for watched, handler in list(self.socket_handlers.items()):
                     if watched in events:
-                        handler(watched)
+                        guarded(handler, watched)
             if self.template.read_fd in events:
-                self._read_template()
+                guarded(self._read_template)
             if self.signal_read.fileno() in events:
                 try:
                     self.signal_read.recv(4096)
                 except BlockingIOError:
                     pass
-            self._schedule()
-            self._flush()
+            guarded(self._schedule)
+            guarded(self._flush)
             if self.dump_requested:
                 self.dump_requested = False
-                self.dump_state()
+                guarded(self.dump_state)
             now = time.monotonic()
             if now >= next_housekeeping:
                 next_housekeeping = now + self.config.parent_check_interval_s
-                self._housekeeping(now)
+                guarded(self._housekeeping, now)
 
     def _drain_router(self, router=None) -> None:
         router = router or self.router
@@ -328,19 +334,17 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 if client is not None:
                     client.last_seen = time.monotonic()
             for frame in frames[1:]:
-                try:
-                    message = protocol.decode(frame)
-                except ValueError as exc:
-                    logger.warning("dropping malformed message from %s: %s", client_id.hex(), exc)
+                message = self.checked_message(frame, client_id)
+                if message is None:
                     continue
                 handler = self._handlers.get(type(message))
                 if handler is None:
-                    logger.warning("dropping unexpected %s from %s", type(message).__name__, client_id.hex())
+                    self.dropped("unexpected", f"a {type(message).__name__} from client {client_id.hex()}")
                     continue
                 try:
                     handler(client_id, message)
                 except Exception:
-                    logger.exception("error handling %s from %s", type(message).__name__, client_id.hex())
+                    self.survived(f"handling {type(message).__name__} from client {client_id.hex()}")
 
     def _send(self, client_id: bytes, message) -> None:
         self.outbox.setdefault(client_id, []).append(message)
@@ -372,6 +376,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
 
     def _housekeeping(self, now: float) -> None:
         self._publish_snapshot()
+        self.faults.flush(now)
         if self.tcp_router is not None:
             self._cluster_housekeeping(now)
         if self.pull_backlog or self.relocate_later:
@@ -462,7 +467,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
     def _on_register(self, client_id: bytes, message: protocol.RegisterClient) -> None:
         remote = client_id in self.remote_senders
         if remote and message.kind != "driver":
-            logger.warning("refusing a %s registering over TCP: only drivers may connect remotely", message.kind)
+            self.dropped("refused", f"a {message.kind} registering over TCP: only drivers may connect remotely")
             return
         self.clients[client_id] = ClientRecord(
             client_id, message.kind, message.pid, started_at=time.time(), remote=remote, last_seen=time.monotonic()
