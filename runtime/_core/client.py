@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 import zmq
 
-from . import config, lifecycle, protocol
+from . import config, lifecycle, protocol, tcp_frames
 from .ids import TaskIDFactory
 from .local_objects import LocalObjects
 from .protocol import TaskResult, TaskSpec
@@ -400,7 +400,9 @@ class CoreClient:
             frames.append(protocol.encode(protocol.UpdateReferences(increments, [], [])))
         frames += body
         if frames:
-            self.send_socket.send_multipart(frames)
+            if self.remote:
+                frames = tcp_frames.split(frames)  # the node's CURVE port takes small frames only
+            self.send_socket.send_multipart(frames, copy=not self.remote)
 
     def _emit_batches(self, body: list, specs: list, results: list, events: list) -> None:
         if specs:

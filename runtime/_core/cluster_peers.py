@@ -23,7 +23,7 @@ import time
 
 import zmq
 
-from . import auth, message_schema, protocol
+from . import auth, message_schema, protocol, tcp_frames
 from .cluster_table import LOCAL, ClusterTable, NodeInfo
 from .ids import NODE_TAG_BYTES, owner_tag
 from .protocol import ObjectValue
@@ -194,7 +194,7 @@ class ClusterPeers:
                 if data is not None:
                     frames.append(data)
             try:
-                socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                socket.send_multipart(tcp_frames.split(frames), zmq.NOBLOCK, copy=False)
             except zmq.ZMQError as exc:
                 logger.warning("could not send to node %s: %s", node_id.hex(), exc)
 
@@ -203,6 +203,11 @@ class ClusterPeers:
     def _on_peer_frames(self, node_id: bytes | None, frames: list) -> None:
         """Messages from another node manager; an ObjectChunk is followed by its bytes."""
         sender = (node_id or b"").hex()
+        try:
+            frames = tcp_frames.join(frames, self.config.max_message_bytes)
+        except ValueError as exc:
+            self.dropped("oversized", f"frames from node {sender}: {exc}")
+            return
         index = 0
         while index < len(frames):
             frame = frames[index]

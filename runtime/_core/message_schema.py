@@ -305,6 +305,7 @@ _ELEMENTS: dict[type, dict[str, Spec]] = {
     protocol.ReleaseObjects: {"object_ids": IDS},
     protocol.LocateActors: {"actor_ids": IDS},
     protocol.ReserveBundles: {"indexes": ListOf(UINT), "bundles": ListOf(RESOURCES)},
+    protocol.FramePieces: {"counts": ListOf(IntRange(1))},
 }
 
 _NAMED = {"bytes": bytes, "str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}

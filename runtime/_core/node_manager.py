@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from . import config, lifecycle, protocol, state_view
+from . import config, lifecycle, port_guard, protocol, state_view, tcp_frames
 from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .cluster_actors import ClusterActors
@@ -204,7 +204,7 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         self.tcp_router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.tcp_router.setsockopt(zmq.RCVHWM, 0)
         self.tcp_router.setsockopt(zmq.SNDHWM, 0)
-        self.tcp_router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        port_guard.configure(self.tcp_router, self.config)  # small frames and a handshake deadline
         auth.secure_server(self.tcp_router, token)
         if port:
             self.tcp_router.bind(f"tcp://{host}:{port}")
@@ -212,6 +212,8 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         else:
             port = self.tcp_router.bind_to_random_port(f"tcp://{host}")
             self.tcp_endpoint = f"tcp://{host}:{port}"
+        self.port_guard = port_guard.PortGuard(self.tcp_router, port, self.config, self.faults)
+        self.socket_handlers[self.port_guard.monitor] = lambda monitor: self.port_guard.drain(time.monotonic())
         self._bind_data_port(host, token)
 
     def _on_signal(self, signum, frame) -> None:
@@ -268,6 +270,7 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         self.router.close(linger=0)
         self.events.close(linger=0)
         if self.tcp_router is not None:
+            self.port_guard.close()
             self.tcp_router.close(linger=0)
             self.authenticator.stop()
         self._close_data_sockets()
@@ -321,13 +324,21 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         remote = router is not self.router
         for _ in range(1000):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=not remote)
             except zmq.Again:
                 return
+            if remote:
+                self.port_guard.proven(frames[0].get(zmq.SRCFD))
+                frames = [frame.bytes for frame in frames]
             client_id = frames[0][:16]  # a client's send socket adds one byte to its id
             if remote:
                 if frames[0][16:] == PEER_SUFFIX:
                     self._on_peer_frames(client_id, frames[1:])
+                    continue
+                try:
+                    frames[1:] = tcp_frames.join(frames[1:], self.config.max_message_bytes)
+                except ValueError as exc:
+                    self.dropped("oversized", f"frames from client {client_id.hex()}: {exc}")
                     continue
                 self.remote_senders.add(client_id)
                 client = self.clients.get(client_id)

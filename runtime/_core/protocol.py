@@ -590,3 +590,10 @@ class Keepalive:
     """Either way over TCP, about once a second: the other side is still there."""
 
     sequence: int = 0
+
+
+@record(89)
+class FramePieces:
+    """Heads a multipart message to a CURVE port in which frames were cut to size (tcp_frames.py)."""
+
+    counts: list  # how many pieces each following frame was cut into

@@ -1,17 +1,23 @@
 """Strangers and garbage at every port of a two-node cluster: nothing they send stops a node.
 
-The cluster is two `shoal start --block` nodes on 127.0.0.1 (head and one worker node). The
-tests send what a fault and fuzz campaign once used to kill node managers: typed garbage on the
-ipc socket, on the CURVE port (as an authenticated client and as a peer) and on the data port.
-After each, both nodes still run tasks, and the state API counts what they dropped.
+The cluster is two `shoal start --block` nodes on 127.0.0.1 (head and one worker node) with a
+short handshake deadline and small limits on unauthenticated connections. The tests send what a
+fault and fuzz campaign once used to kill node managers: typed garbage on the ipc socket, on the
+CURVE port (as an authenticated client and as a peer) and on the data port; a huge frame before
+the handshake; a flood of half-open connections. After each, both nodes still run tasks, and the
+state API counts what they dropped.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 
 import msgpack
 import psutil
@@ -24,10 +30,21 @@ from tests import message_fuzz
 from tests.cluster.nodes import LocalCluster
 from tests.waiting import wait_for
 
+HANDSHAKE_TIMEOUT_S = 2.0
+PER_HOST = 8
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
 
 @pytest.fixture(scope="module")
 def cluster():
-    local = LocalCluster()
+    local = LocalCluster(
+        env={
+            "SHOAL_HANDSHAKE_TIMEOUT_S": str(HANDSHAKE_TIMEOUT_S),
+            "SHOAL_MAX_UNAUTHENTICATED_PER_HOST": str(PER_HOST),
+            "SHOAL_MAX_UNAUTHENTICATED_CONNECTIONS": str(4 * PER_HOST),
+            "SHOAL_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
+        }
+    )
     try:
         local.head = local.start_head({"head_only": 1})
         local.worker = local.add_node({"node_a": 1})
@@ -199,3 +216,153 @@ def test_the_counters_show_in_shoal_status(cluster):
     )
     assert status.returncode == 0, status.stderr
     assert re.search(r"Node \w+ dropped \d+ malformed or unexpected message", status.stdout), status.stdout
+
+
+# -- the CURVE port before authentication: memory and connections ------------------------------
+
+ZMTP_CURVE_GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + bytes([3, 0]) + b"CURVE".ljust(20, b"\x00") + b"\x00" * 32
+
+
+def _stream_big_frame(port: int, limit_bytes: int, report: dict, hold: threading.Event) -> None:
+    """Greet as a CURVE client, announce a 512 MiB frame and stream it; never authenticates."""
+    sent = 0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(ZMTP_CURVE_GREETING + b"\x06" + (512 << 20).to_bytes(8, "big"))
+            chunk = b"\x00" * (1 << 20)
+            deadline = time.monotonic() + 20
+            while sent < limit_bytes and time.monotonic() < deadline:
+                connection.sendall(chunk)
+                sent += len(chunk)
+            report.setdefault("sent", []).append(sent)
+            hold.wait(30)  # keep it open while the node's memory is measured
+    except OSError:
+        report.setdefault("sent", []).append(sent)
+        report.setdefault("reset", []).append(sent)
+
+
+def test_a_huge_frame_before_the_handshake_does_not_grow_the_node(cluster):
+    node = psutil.Process(cluster.head.manager_pid)
+    rss_before = node.memory_info().rss
+    report: dict = {}
+    hold = threading.Event()
+    streams = [
+        threading.Thread(target=_stream_big_frame, args=(cluster.head.port, 96 << 20, report, hold)) for _ in range(2)
+    ]
+    for stream in streams:
+        stream.start()
+    try:
+        wait_for(lambda: len(report.get("sent", [])) == 2, 60, lambda: str(report))
+        grown = node.memory_info().rss - rss_before
+    finally:
+        hold.set()
+        for stream in streams:
+            stream.join(60)
+    assert grown < 32 << 20, f"the node manager grew by {grown >> 20} MiB for {report}"
+    assert len(report.get("reset", [])) == 2, f"the node kept reading an unauthenticated huge frame: {report}"
+    _serves_tasks(cluster)
+
+
+def _closed_by_server(connection: socket.socket) -> bool:
+    try:
+        while connection.recv(4096):  # the server's greeting, then the end
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def test_half_open_connections_are_limited_and_timed_out(cluster):
+    before = _faults(cluster.head)["connections_refused"]
+    connections = [socket.create_connection(("127.0.0.1", cluster.head.port), timeout=5) for _ in range(5 * PER_HOST)]
+    try:
+        for connection in connections:
+            connection.setblocking(False)
+        # All but PER_HOST are refused at once; the rest are closed at the handshake deadline.
+        wait_for(
+            lambda: _faults(cluster.head)["connections_refused"] >= before + 4 * PER_HOST,
+            30,
+            lambda: str(_faults(cluster.head)),
+        )
+        wait_for(
+            lambda: all(_closed_by_server(connection) for connection in connections),
+            HANDSHAKE_TIMEOUT_S + 15,
+            lambda: f"{sum(not _closed_by_server(c) for c in connections)} connections still open",
+        )
+    finally:
+        for connection in connections:
+            connection.close()
+    _serves_tasks(cluster)
+    _remote_driver_works(cluster)
+
+
+def _remote_driver(cluster, source: str):
+    """Run `source` in a driver that connects over TCP with the token, as from another machine:
+    its own TMPDIR, so it does not find the head's ipc socket (`REMOTE` checks it did not)."""
+    with tempfile.TemporaryDirectory(prefix="shoal-elsewhere-") as elsewhere:
+        env = dict(cluster.env, SHOAL_TOKEN=cluster.token, TMPDIR=elsewhere)
+        return subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env, timeout=120)
+
+
+REMOTE = "from shoal._core import client; assert client.current().remote"
+
+
+def _remote_driver_works(cluster) -> None:
+    result = _remote_driver(
+        cluster,
+        f"""
+import shoal
+shoal.init(address="127.0.0.1:{cluster.head.port}")
+{REMOTE}
+print(shoal.get(shoal.remote(lambda: "still serving").remote(), timeout=60))
+shoal.shutdown()
+""",
+    )
+    assert result.stdout.strip() == "still serving", result.stderr
+
+
+def test_big_messages_of_authenticated_peers_still_arrive_in_pieces(cluster):
+    # A TCP driver's put and get of 20 MB: frames cut to the port's size and joined back.
+    result = _remote_driver(
+        cluster,
+        f"""
+import numpy as np, shoal
+shoal.init(address="127.0.0.1:{cluster.head.port}")
+{REMOTE}
+array = np.arange(2_500_000)
+ref = shoal.put(array)
+total = shoal.remote(lambda values: int(values.sum()))
+assert shoal.get(total.options(resources={{"node_a": 0.1}}).remote(ref), timeout=60) == int(array.sum())
+assert (shoal.get(ref, timeout=60) == array).all()
+print("big ok")
+shoal.shutdown()
+""",
+    )
+    assert "big ok" in result.stdout, result.stderr
+    # The worker node's answer to a state query is bigger than one frame of the CURVE port.
+    from shoal.util import state
+
+    refs = [pid_here.options(resources={"node_a": 0.001}).remote() for _ in range(3000)]
+    shoal.get(refs, timeout=120)
+    ran_there = {ref.task_id().hex() for ref in refs}
+    rows = [row for row in state.list_tasks(limit=100_000) if row["task_id"] in ran_there]
+    # Only the node that ran them knows their workers' pids: its rows came through.
+    assert len(rows) == 3000 and all(row["worker_pid"] for row in rows)
+
+
+def test_pieces_beyond_the_authenticated_bound_are_dropped(cluster):
+    from shoal._core import protocol, tcp_frames
+
+    before = _faults(cluster.head)
+    context = zmq.Context()
+    try:
+        dealer = _dealer(context, f"tcp://127.0.0.1:{cluster.head.port}", _identity(16), cluster.token)
+        big = protocol.encode(protocol.ExportFunction(b"f" * 16, b"\x00" * (MAX_MESSAGE_BYTES + 1)))
+        dealer.send_multipart(tcp_frames.split([big]), copy=False)
+        dealer.close()
+    finally:
+        context.term()
+    _wait_dropped(cluster.head, before["messages_dropped"] + 1)
+    _serves_tasks(cluster)
