@@ -107,15 +107,19 @@ def _start(args: argparse.Namespace) -> int:
     if not args.block:
         return 0
 
+    kept = None
     try:
         while not stop["requested"] and lifecycle.pid_alive(node.pid) and node.process.poll() is None:
             time.sleep(0.1)
     finally:
-        node_launcher.stop_node(node)
+        kept = node_launcher.stop_node(node)
         if args.address:
             node_launcher.clear_member(node)
         else:
             node_launcher.clear_address()
+    if kept:
+        print(f"The node manager (pid {node.pid}) died on its own; its logs are in {kept}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -145,7 +149,13 @@ def _status(args: argparse.Namespace) -> int:
     try:
         shoal.init(address="auto")
     except ConnectionError as exc:
+        from ._core import node_launcher
+
         print(str(exc), file=sys.stderr)
+        crashed = node_launcher.crashed_head()
+        if crashed is not None:
+            print(f"The last shoal head on this machine (node manager pid {crashed[0]}) died without", file=sys.stderr)
+            print(f"stopping; its logs are in {crashed[1]}", file=sys.stderr)
         return 1
     try:
         total = shoal.cluster_resources()

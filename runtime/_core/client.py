@@ -302,7 +302,9 @@ class CoreClient:
             if silent > self._node_timeout_s:
                 self._lost(f"no word from the shoal cluster at {self.endpoint} for {silent:.0f} s")
         elif self.node_info.node_manager_pid and not lifecycle.pid_alive(self.node_info.node_manager_pid):
-            self._lost(f"the shoal node manager (pid {self.node_info.node_manager_pid}) died")
+            reason = f"the shoal node manager (pid {self.node_info.node_manager_pid}) died"
+            kept = lifecycle.keep_logs(self.node_info.session_dir) if self.kind == "driver" else None
+            self._lost(f"{reason}; its logs are in {kept}" if kept else reason)
 
     def _lost(self, reason: str) -> None:
         self.disconnected_reason = reason

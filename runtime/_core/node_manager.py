@@ -256,10 +256,15 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         if not self.template.send(lines):
             self.scheduler.worker_start_failed(count)
 
-    def close(self) -> None:
+    def close(self, failure: str | None = None) -> None:
+        """Stop; after a `failure` the logs are kept (lifecycle.keep_logs) and drivers are told where."""
+        reason = "node manager stopped"
+        if failure is not None:
+            kept = lifecycle.keep_logs(self.session_dir)
+            reason = f"the node manager failed: {failure}; its logs are in {kept}"
         for client_id, record in list(self.clients.items()):
             if record.kind == "driver":
-                self._send(client_id, protocol.ShuttingDown("node manager stopped"))
+                self._send(client_id, protocol.ShuttingDown(reason))
         self._say_goodbye()
         self._flush()
         for pid in list(self.pid_workers):
@@ -871,7 +876,12 @@ def main(options: dict, template, template_options: dict) -> None:
     tcp = f" {service.tcp_endpoint}" if service.tcp_router is not None else ""
     sys.stdout.write(f"READY {service.endpoint}{tcp}\n")
     sys.stdout.flush()
+    failure = None
     try:
         service.run()
+    except BaseException as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+        logger.exception("the node manager's loop failed; stopping (its logs are kept)")
+        raise
     finally:
-        service.close()
+        service.close(failure)

@@ -5,13 +5,15 @@ short handshake deadline and small limits on unauthenticated connections. The te
 fault and fuzz campaign once used to kill node managers: typed garbage on the ipc socket, on the
 CURVE port (as an authenticated client and as a peer) and on the data port; a huge frame before
 the handshake; a flood of half-open connections. After each, both nodes still run tasks, and the
-state API counts what they dropped.
+state API counts what they dropped. Last, a node manager that dies keeps its logs.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -366,3 +368,109 @@ def test_pieces_beyond_the_authenticated_bound_are_dropped(cluster):
         context.term()
     _wait_dropped(cluster.head, before["messages_dropped"] + 1)
     _serves_tasks(cluster)
+
+
+# -- a node manager that dies keeps its logs ----------------------------------------------------
+
+
+def test_a_driver_whose_node_manager_died_says_where_its_logs_are(tmp_path):
+    source = """
+import os, signal, shoal
+from shoal._core import client
+shoal.init(num_cpus=1)
+os.kill(client.current().node_info.node_manager_pid, signal.SIGKILL)
+try:
+    shoal.get(shoal.remote(lambda: 1).remote(), timeout=60)
+except Exception as error:
+    print("ERROR:", error)
+shoal.shutdown()
+"""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env, timeout=120)
+    found = re.search(r"its logs are in (\S+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    kept = found.group(1)
+    try:
+        assert "died" in result.stdout
+        assert os.path.isfile(os.path.join(kept, "node_manager.log")), os.listdir(kept)
+        assert not [name for name in os.listdir(os.path.dirname(os.path.dirname(kept))) if name.startswith("session_")]
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+
+
+def test_shoal_status_finds_the_logs_of_a_head_that_died(tmp_path):
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    cli = [sys.executable, "-m", "shoal.cli"]
+    started = subprocess.run(cli + ["start", "--head", "--num-cpus", "1"], capture_output=True, text=True, env=env)
+    assert started.returncode == 0, started.stderr
+    pid = int(re.search(r"node manager pid (\d+)", started.stdout).group(1))
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not lifecycle.pid_alive(pid), 30)
+    status = subprocess.run(cli + ["status"], capture_output=True, text=True, env=env, timeout=60)
+    found = re.search(r"its logs are in (\S+)", status.stderr)
+    assert status.returncode == 1 and found, status.stdout + status.stderr
+    try:
+        assert str(pid) in status.stderr
+        assert os.path.isfile(os.path.join(found.group(1), "node_manager.log"))
+    finally:
+        shutil.rmtree(found.group(1), ignore_errors=True)
+        subprocess.run(cli + ["stop"], capture_output=True, env=env, timeout=60)
+
+
+# What a node manager runs, set to fail: every ZeroMQ poll of the process titled shoal::node raises
+# once the trigger file exists (the loop's own poll, which no handler guard covers).
+_FAILING_POLL = """
+import os
+import zmq
+
+_poll = zmq.Poller.poll
+
+
+def _failing_poll(self, timeout=None):
+    with open("/proc/self/comm") as comm:
+        is_node_manager = comm.read().strip() == "shoal::node"
+    if is_node_manager and os.path.exists(os.environ["SHOAL_TEST_FAIL_POLL"]):
+        raise RuntimeError("injected poll failure")
+    return _poll(self, timeout)
+
+
+zmq.Poller.poll = _failing_poll
+"""
+
+
+def test_a_node_manager_whose_loop_fails_keeps_its_logs_and_tells_the_driver(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_FAILING_POLL)
+    trigger = tmp_path / "fail-now"
+    env = dict(
+        os.environ,
+        TMPDIR=str(tmp_path),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])),
+        SHOAL_TEST_FAIL_POLL=str(trigger),
+    )
+    source = f"""
+import pathlib, shoal
+shoal.init(num_cpus=1)
+one = shoal.remote(lambda: 1)
+assert shoal.get(one.remote(), timeout=60) == 1
+pathlib.Path({str(trigger)!r}).touch()
+try:
+    shoal.get(one.remote(), timeout=60)
+except Exception as error:
+    print("ERROR:", error)
+shoal.shutdown()
+"""
+    result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, env=env, timeout=120)
+    found = re.search(r"its logs are in ([^\s)]+)", result.stdout)
+    assert found and "the node manager failed: RuntimeError: injected poll failure" in result.stdout, (
+        result.stdout + result.stderr
+    )
+    kept = found.group(1)
+    try:
+        with open(os.path.join(kept, "node_manager.err")) as err:
+            assert "injected poll failure" in err.read()  # the traceback, written as the process ended
+        with open(os.path.join(kept, "node_manager.log")) as log:
+            assert "loop failed" in log.read()
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
