@@ -151,15 +151,19 @@ def _start(args: argparse.Namespace) -> int:
         return 0
 
     assert node.process is not None  # start_node's HeadProcess holds the child it started
+    kept = None
     try:
         while not stop["requested"] and lifecycle.pid_alive(node.pid) and node.process.poll() is None:
             time.sleep(0.1)
     finally:
-        node_launcher.stop_node(node)
+        kept = node_launcher.stop_node(node)
         if args.address:
             node_launcher.clear_member(node)
         else:
             node_launcher.clear_address()
+    if kept:
+        print(f"The node manager (pid {node.pid}) died on its own; its logs are in {kept}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -190,7 +194,13 @@ def _status(args: argparse.Namespace) -> int:
     try:
         shoal.init(address="auto")
     except ConnectionError as exc:
+        from ._core import node_launcher
+
         print(str(exc), file=sys.stderr)
+        crashed = node_launcher.crashed_head()
+        if crashed is not None:
+            print(f"The last shoal head on this machine (node manager pid {crashed[0]}) died without", file=sys.stderr)
+            print(f"stopping; its logs are in {crashed[1]}", file=sys.stderr)
         return 1
     try:
         total = shoal.cluster_resources()
@@ -217,6 +227,13 @@ def _status(args: argparse.Namespace) -> int:
         print("Tasks by state: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"))
         actors = state.summarize_actors()["cluster"]["total_actors"]
         print(f"Actors: {actors}")
+        for row in state.list_nodes():
+            dropped, errors, refused = row["messages_dropped"], row["handler_errors"], row["connections_refused"]
+            if dropped or errors or refused:
+                print(
+                    f"Node {row['node_id'][:12]} dropped {dropped} malformed or unexpected message(s), survived "
+                    f"{errors} handler error(s) and refused {refused} connection(s); see its node_manager.log"
+                )
     finally:
         shoal.shutdown()
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 
 import zmq
 
-from . import config, lifecycle, protocol
+from . import config, lifecycle, protocol, tcp_frames
 from .ids import TaskIDFactory
 from .local_objects import LocalObjects
 from .protocol import TaskResult, TaskSpec
@@ -316,7 +316,9 @@ class CoreClient:
             if silent > self._node_timeout_s:
                 self._lost(f"no word from the shoal cluster at {self.endpoint} for {silent:.0f} s")
         elif self.node_info.node_manager_pid and not lifecycle.pid_alive(self.node_info.node_manager_pid):
-            self._lost(f"the shoal node manager (pid {self.node_info.node_manager_pid}) died")
+            reason = f"the shoal node manager (pid {self.node_info.node_manager_pid}) died"
+            kept = lifecycle.keep_logs(self.node_info.session_dir) if self.kind == "driver" else None
+            self._lost(f"{reason}; its logs are in {kept}" if kept else reason)
 
     def _lost(self, reason: str) -> None:
         self.disconnected_reason = reason
@@ -417,7 +419,9 @@ class CoreClient:
         frames += body
         if frames:
             assert self.send_socket is not None  # flush() checks it under the send lock
-            self.send_socket.send_multipart(frames)
+            if self.remote:
+                frames = tcp_frames.split(frames)  # the node's CURVE port takes small frames only
+            self.send_socket.send_multipart(frames, copy=not self.remote)
 
     def _emit_batches(self, body: list, specs: list, results: list, events: list) -> None:
         if specs:

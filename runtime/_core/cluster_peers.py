@@ -23,7 +23,7 @@ import time
 
 import zmq
 
-from . import auth, protocol
+from . import auth, message_schema, protocol, tcp_frames
 from .cluster_table import LOCAL, ClusterTable, NodeInfo
 from .ids import NODE_TAG_BYTES, owner_tag
 from .node_host import NodeHost
@@ -196,7 +196,7 @@ class ClusterPeers(NodeHost):
                 if data is not None:
                     frames.append(data)
             try:
-                socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+                socket.send_multipart(tcp_frames.split(frames), zmq.NOBLOCK, copy=False)
             except zmq.ZMQError as exc:
                 logger.warning("could not send to node %s: %s", node_id.hex(), exc)
 
@@ -204,6 +204,12 @@ class ClusterPeers(NodeHost):
 
     def _on_peer_frames(self, node_id: bytes | None, frames: list) -> None:
         """Messages from another node manager; an ObjectChunk is followed by its bytes."""
+        sender = (node_id or b"").hex()
+        try:
+            frames = tcp_frames.join(frames, self.config.max_message_bytes)
+        except ValueError as exc:
+            self.dropped("oversized", f"frames from node {sender}: {exc}")
+            return
         index = 0
         while index < len(frames):
             frame = frames[index]
@@ -211,25 +217,31 @@ class ClusterPeers(NodeHost):
             try:
                 message = protocol.decode(frame)
             except ValueError as exc:
-                logger.warning("dropping malformed message from node %s: %s", (node_id or b"").hex(), exc)
+                self.dropped("malformed", f"a malformed message from node {sender}: {exc}")
                 continue
-            if type(message) is protocol.ObjectChunk:
+            data = None
+            if type(message) is protocol.ObjectChunk:  # its bytes follow, whether it is valid or not
                 data = frames[index] if index < len(frames) else b""
                 index += 1
+            problem = message_schema.problem(message)
+            if problem is not None:
+                self.dropped("invalid", f"an invalid message from node {sender}: {problem}")
+                continue
+            if data is not None:
                 self._on_object_chunk(node_id, message, data)
                 continue
             handler = self._peer_handlers.get(type(message))
             if handler is None:
-                logger.warning("dropping unexpected %s from node %s", type(message).__name__, (node_id or b"").hex())
+                self.dropped("unexpected", f"a {type(message).__name__} from node {sender}")
                 continue
-            sender = self.cluster.nodes.get(node_id) if node_id is not None else None
-            if node_id is not None and (sender is None or not sender.alive) and type(message) not in _INTRODUCTIONS:
-                logger.warning("dropping %s from unknown or dead node %s", type(message).__name__, node_id.hex())
+            info = self.cluster.nodes.get(node_id) if node_id is not None else None
+            if node_id is not None and (info is None or not info.alive) and type(message) not in _INTRODUCTIONS:
+                self.dropped("unknown_node", f"a {type(message).__name__} from unknown or dead node {sender}")
                 continue
             try:
                 handler(node_id, message)
             except Exception:
-                logger.exception("error handling %s from node %s", type(message).__name__, (node_id or b"").hex())
+                self.survived(f"handling {type(message).__name__} from node {sender}")
 
     # -- membership (head) ----------------------------------------------------------------
 

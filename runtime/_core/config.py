@@ -42,7 +42,10 @@ class RuntimeConfig:
     shutdown_timeout_s: float = 5.0
     allocation_wait_s: float = 5.0  # how long a put waits for readers to release the store
     task_history: int = 10_000  # finished tasks the state API can list
-    max_message_bytes: int = 4 * 1024**3  # largest frame accepted over TCP
+    max_message_bytes: int = 4 * 1024**3  # largest frame an authenticated peer may send over TCP
+    handshake_timeout_s: float = 5.0  # a TCP connection not authenticated by then is closed
+    max_unauthenticated_connections: int = 128  # TCP connections still in the handshake, in all
+    max_unauthenticated_per_host: int = 16  # ... and from any one address
     prestart_workers: bool = True
     node_timeout_s: float = 10.0  # a node silent this long is dead (the head, too, for the others)
 
@@ -58,6 +61,10 @@ def load_config() -> RuntimeConfig:
         shutdown_timeout_s=_env_float("SHOAL_SHUTDOWN_TIMEOUT_S", 5.0),
         allocation_wait_s=_env_float("SHOAL_ALLOCATION_WAIT_S", 5.0),
         node_timeout_s=_env_float("SHOAL_NODE_TIMEOUT_S", 10.0),
+        max_message_bytes=_env_int("SHOAL_MAX_MESSAGE_BYTES", 4 * 1024**3),
+        handshake_timeout_s=_env_float("SHOAL_HANDSHAKE_TIMEOUT_S", 5.0),
+        max_unauthenticated_connections=_env_int("SHOAL_MAX_UNAUTHENTICATED_CONNECTIONS", 128),
+        max_unauthenticated_per_host=_env_int("SHOAL_MAX_UNAUTHENTICATED_PER_HOST", 16),
     )
 
 

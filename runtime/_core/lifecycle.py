@@ -193,6 +193,33 @@ def pid_alive(pid: int) -> bool:
     return stat is None or stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
 
 
+CRASHED_DIR = "crashed"
+
+
+def crash_logs_dir(session_dir: str) -> str:
+    """Where the logs of a node that died without cleaning up are kept: beside the session dirs."""
+    return os.path.join(os.path.dirname(session_dir), CRASHED_DIR, os.path.basename(session_dir))
+
+
+def keep_logs(session_dir: str | None) -> str | None:
+    """Move a session's logs out of it, so removing the session keeps them; returns where they are.
+
+    Safe to call from several processes at once (the first moves them); None if there are none.
+    """
+    if not session_dir or not os.path.basename(session_dir).startswith("session_"):
+        return None
+    source, target = os.path.join(session_dir, "logs"), crash_logs_dir(session_dir)
+    try:
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        os.rename(source, target)
+    except OSError:
+        pass  # moved already (or never written): whichever exists is the answer
+    for path in (target, source):
+        if os.path.isdir(path):
+            return path
+    return None
+
+
 def kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
         os.kill(pid, sig)

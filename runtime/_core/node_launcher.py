@@ -174,10 +174,17 @@ def _log_tail(session_dir: str) -> str:
     return "".join(lines)
 
 
-def stop_node(head: HeadProcess, timeout_s: float = 5.0) -> None:
-    """Stop a node manager (SIGTERM, then SIGKILL) and remove its session directory."""
+def stop_node(head: HeadProcess, timeout_s: float = 5.0) -> str | None:
+    """Stop a node manager (SIGTERM, then SIGKILL) and remove its session directory.
+
+    Returns:
+        Where its logs are kept, when it had died on its own without cleaning up (a crash, a
+        SIGKILL, the OOM killer): they move out of the session first (lifecycle.keep_logs).
+    """
     import signal
 
+    died = head.process.poll() is not None if head.process is not None else not lifecycle.pid_alive(head.pid)
+    kept = lifecycle.keep_logs(head.session_dir) if died else None
     lifecycle.kill_quietly(head.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     if head.process is not None:
@@ -192,6 +199,7 @@ def stop_node(head: HeadProcess, timeout_s: float = 5.0) -> None:
         if lifecycle.pid_alive(head.pid):
             lifecycle.kill_quietly(head.pid)
     lifecycle.remove_session_dir(head.session_dir)
+    return kept
 
 
 _local_nodes: dict[str, HeadProcess] = {}  # tcp host:port -> a node this process started
@@ -236,6 +244,21 @@ def write_address(head: HeadProcess) -> None:
             handle,
         )
     os.chmod(address_file(), 0o600)
+
+
+def crashed_head() -> tuple[int, str] | None:
+    """(pid, where its logs are) of the head `shoal start` last started here, if it died without
+    cleaning up; what else its session directory held is removed."""
+    try:
+        with open(address_file()) as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if lifecycle.pid_alive(data["pid"]):
+        return None
+    kept = lifecycle.keep_logs(data["session_dir"])
+    lifecycle.remove_session_dir(data["session_dir"])
+    return (data["pid"], kept) if kept else None
 
 
 def read_address() -> HeadProcess | None:

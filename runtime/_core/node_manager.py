@@ -8,6 +8,8 @@
 
 It owns the node's shared-memory arena, the worker pool and the task table. It forwards user
 payloads as opaque bytes and never unpickles them; it only pickles shoal's own error objects.
+Every record is checked against message_schema before a handler sees it, and no step of a loop
+turn can end the loop: what is dropped or raised is counted and logged rate-limited (fault_log).
 Messages to each client are batched per loop turn into one multipart send.
 """
 
@@ -29,13 +31,15 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from . import config, lifecycle, protocol, state_view
+from . import config, lifecycle, port_guard, protocol, state_view, tcp_frames
 from .actor_manager import ActorManager
 from .arena_store import ArenaStore
 from .cluster_actors import ClusterActors
 from .cluster_peers import PEER_SUFFIX, ClusterPeers
 from .control_store import ControlStore
+from .fault_log import FaultLog
 from .group_placement import GroupPlacement
+from .message_intake import MessageIntake
 from .object_directory import ObjectDirectory
 from .object_handlers import ObjectHandlers
 from .object_transfer import ObjectTransfer
@@ -80,7 +84,7 @@ class ClientRecord:
     last_seen: float = 0.0  # remote clients: when we last heard from it
 
 
-class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors, GroupPlacement):
+class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors, GroupPlacement):
     def __init__(self, options: dict, template, template_options: dict):
         self.options = options
         self.template = template
@@ -113,6 +117,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.target_pool = int(self.resources.get("CPU", 1)) if self.config.prestart_workers else 0
         self.store = ArenaStore(int(options["object_store_bytes"]), os.path.join(self.session_dir, "spill"))
         self.running = True
+        self.faults = FaultLog(logger)  # what was dropped or survived: logged rate-limited, counted
         self.socket_handlers: dict = {}  # extra sockets the loop polls -> what drains them
         self.dump_requested = False
         from .serialization import serialize
@@ -207,7 +212,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.tcp_router.setsockopt(zmq.ROUTER_HANDOVER, 1)
         self.tcp_router.setsockopt(zmq.RCVHWM, 0)
         self.tcp_router.setsockopt(zmq.SNDHWM, 0)
-        self.tcp_router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        port_guard.configure(self.tcp_router, self.config)  # small frames and a handshake deadline
         auth.secure_server(self.tcp_router, token)
         if port:
             self.tcp_router.bind(f"tcp://{host}:{port}")
@@ -215,6 +220,8 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         else:
             port = self.tcp_router.bind_to_random_port(f"tcp://{host}")
             self.tcp_endpoint = f"tcp://{host}:{port}"
+        self.port_guard = port_guard.PortGuard(self.tcp_router, port, self.config, self.faults)
+        self.socket_handlers[self.port_guard.monitor] = lambda monitor: self.port_guard.drain(time.monotonic())
         self._bind_data_port(host, token)
 
     def _on_signal(self, signum, frame) -> None:
@@ -271,10 +278,15 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         else:
             self.pool_forks.update(worker_ids)
 
-    def close(self) -> None:
+    def close(self, failure: str | None = None) -> None:
+        """Stop; after a `failure` the logs are kept (lifecycle.keep_logs) and drivers are told where."""
+        reason = "node manager stopped"
+        if failure is not None:
+            kept = lifecycle.keep_logs(self.session_dir)
+            reason = f"the node manager failed: {failure}; its logs are in {kept}"
         for client_id, record in list(self.clients.items()):
             if record.kind == "driver":
-                self._send(client_id, protocol.ShuttingDown("node manager stopped"))
+                self._send(client_id, protocol.ShuttingDown(reason))
         self._say_goodbye()
         self._flush()
         for pid in list(self.pid_workers):
@@ -286,6 +298,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         self.router.close(linger=0)
         self.events.close(linger=0)
         if self.tcp_router is not None:
+            self.port_guard.close()
             self.tcp_router.close(linger=0)
             assert self.authenticator is not None  # _bind_tcp starts it with the TCP router
             self.authenticator.stop()
@@ -307,41 +320,45 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
         for watched in self.socket_handlers:
             poller.register(watched, zmq.POLLIN)
         next_housekeeping = 0.0
+        guarded = self._guarded  # no step of a turn may end the loop, whatever a message held
         while self.running:
             events = dict(poller.poll(100))
             if self.router in events:
-                self._drain_router()
+                guarded(self._drain_router)
             if self.tcp_router is not None and self.tcp_router in events:
-                self._drain_router(self.tcp_router)
+                guarded(self._drain_router, self.tcp_router)
             if self.socket_handlers:
                 for watched, handler in list(self.socket_handlers.items()):
                     if watched in events:
-                        handler(watched)
+                        guarded(handler, watched)
             if self.template.read_fd in events:
-                self._read_template()
+                guarded(self._read_template)
             if self.signal_read.fileno() in events:
                 try:
                     self.signal_read.recv(4096)
                 except BlockingIOError:
                     pass
-            self._schedule()
-            self._flush()
+            guarded(self._schedule)
+            guarded(self._flush)
             if self.dump_requested:
                 self.dump_requested = False
-                self.dump_state()
+                guarded(self.dump_state)
             now = time.monotonic()
             if now >= next_housekeeping:
                 next_housekeeping = now + self.config.parent_check_interval_s
-                self._housekeeping(now)
+                guarded(self._housekeeping, now)
 
     def _drain_router(self, router=None) -> None:
         router = router or self.router
         remote = router is not self.router
         for _ in range(1000):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=True)
+                frames = router.recv_multipart(zmq.NOBLOCK, copy=not remote)
             except zmq.Again:
                 return
+            if remote:
+                self.port_guard.proven(frames[0].get(zmq.SRCFD))
+                frames = [frame.bytes for frame in frames]
             client_id = frames[0][:16]  # a client's send socket adds one byte to its id
             if client_id in self.exited_worker_pids:
                 continue  # a dead worker's last words, overtaken by its exit: they would undo its cleanup
@@ -349,24 +366,27 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
                 if frames[0][16:] == PEER_SUFFIX:
                     self._on_peer_frames(client_id, frames[1:])
                     continue
+                try:
+                    frames[1:] = tcp_frames.join(frames[1:], self.config.max_message_bytes)
+                except ValueError as exc:
+                    self.dropped("oversized", f"frames from client {client_id.hex()}: {exc}")
+                    continue
                 self.remote_senders.add(client_id)
                 client = self.clients.get(client_id)
                 if client is not None:
                     client.last_seen = time.monotonic()
             for frame in frames[1:]:
-                try:
-                    message = protocol.decode(frame)
-                except ValueError as exc:
-                    logger.warning("dropping malformed message from %s: %s", client_id.hex(), exc)
+                message = self.checked_message(frame, client_id)
+                if message is None:
                     continue
                 handler = self._handlers.get(type(message))
                 if handler is None:
-                    logger.warning("dropping unexpected %s from %s", type(message).__name__, client_id.hex())
+                    self.dropped("unexpected", f"a {type(message).__name__} from client {client_id.hex()}")
                     continue
                 try:
                     handler(client_id, message)
                 except Exception:
-                    logger.exception("error handling %s from %s", type(message).__name__, client_id.hex())
+                    self.survived(f"handling {type(message).__name__} from client {client_id.hex()}")
 
     def _send(self, client_id: bytes, message) -> None:
         self.outbox.setdefault(client_id, []).append(message)
@@ -399,6 +419,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
 
     def _housekeeping(self, now: float) -> None:
         self._publish_snapshot()
+        self.faults.flush(now)
         if self.tcp_router is not None:
             self._cluster_housekeeping(now)
         if self.pull_backlog or self.relocate_later:
@@ -508,7 +529,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
     def _on_register(self, client_id: bytes, message: protocol.RegisterClient) -> None:
         remote = client_id in self.remote_senders
         if remote and message.kind != "driver":
-            logger.warning("refusing a %s registering over TCP: only drivers may connect remotely", message.kind)
+            self.dropped("refused", f"a {message.kind} registering over TCP: only drivers may connect remotely")
             return
         self.clients[client_id] = ClientRecord(
             client_id, message.kind, message.pid, started_at=time.time(), remote=remote, last_seen=time.monotonic()
@@ -904,7 +925,12 @@ def main(options: dict, template, template_options: dict) -> None:
     tcp = f" {service.tcp_endpoint}" if service.tcp_router is not None else ""
     sys.stdout.write(f"READY {service.endpoint}{tcp}\n")
     sys.stdout.flush()
+    failure = None
     try:
         service.run()
+    except BaseException as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+        logger.exception("the node manager's loop failed; stopping (its logs are kept)")
+        raise
     finally:
-        service.close()
+        service.close(failure)

@@ -138,24 +138,41 @@ class ObjectTransfer(NodeHost):
         return socket
 
     def _serve_data_requests(self, router) -> None:
+        """Requests from anyone who can reach the port: checked field by field, then the signature."""
         for _ in range(256):
             try:
                 frames = router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            try:
-                request = protocol.decode(frames[1]) if len(frames) == 2 else None
-            except ValueError:
-                request = None
-            if type(request) is not protocol.PullChunk or not auth.signature_ok(
-                self.data_key, request.mac, request.object_id, b"%d" % request.offset, b"%d" % request.length
-            ):
-                logger.warning("dropping an unsigned or malformed request on the data port")
+            request = self._data_request(frames)
+            if request is None:
                 continue
-            header, data = self._chunk_reply(request, view_ok=True)
-            router.send_multipart([frames[0], protocol.encode(header), data], copy=True)
+            try:
+                header, data = self._chunk_reply(request, view_ok=True)
+                router.send_multipart([frames[0], protocol.encode(header), data], copy=True)
+            except Exception:
+                self.survived(f"serving {request.object_id.hex()} on the data port")
+                continue
             if isinstance(data, memoryview):
                 data.release()
+
+    def _data_request(self, frames: list) -> protocol.PullChunk | None:
+        """The signed PullChunk in a data-port message, or None (dropped and counted)."""
+        if len(frames) != 2:
+            self.dropped("malformed", f"a {len(frames) - 1}-frame message on the data port")
+            return None
+        request = self.checked_message(frames[1], frames[0], "data-port peer")
+        if request is None:
+            return None
+        if type(request) is not protocol.PullChunk:
+            self.dropped("unexpected", f"a {type(request).__name__} on the data port")
+            return None
+        if not auth.signature_ok(
+            self.data_key, request.mac, request.object_id, b"%d" % request.offset, b"%d" % request.length
+        ):
+            self.dropped("unsigned", "a request on the data port without a valid signature")
+            return None
+        return request
 
     def _receive_chunks(self, node_id: bytes, socket) -> None:
         for _ in range(64):
@@ -165,10 +182,7 @@ class ObjectTransfer(NodeHost):
                 return
             if len(frames) != 2:
                 continue
-            try:
-                header = protocol.decode(frames[0].bytes)
-            except ValueError:
-                continue
+            header = self.checked_message(frames[0].bytes, node_id, "the data port of node")
             if type(header) is protocol.ObjectChunk:
                 self._on_object_chunk(node_id, header, frames[1].buffer)
 

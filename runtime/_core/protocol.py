@@ -614,3 +614,10 @@ class RevokePinsReply:
     """
 
     kept: list
+
+
+@record(90)
+class FramePieces:
+    """Heads a multipart message to a CURVE port in which frames were cut to size (tcp_frames.py)."""
+
+    counts: list  # how many pieces each following frame was cut into

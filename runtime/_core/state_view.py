@@ -115,10 +115,17 @@ def worker_rows(service) -> list[dict]:
     return rows
 
 
+FAULT_COUNTERS = ("messages_dropped", "handler_errors", "connections_refused")
+
+
 def node_rows(service) -> list[dict]:
     service.cluster.upsert(service._self_info())
     rows = []
     for info in service.cluster.nodes.values():
+        if info.node_id == service.node_id:
+            faults = service.faults.totals()
+        else:  # as of its last heartbeat
+            faults = (info.extra.get("counts") or {}).get("faults") or {}
         rows.append(
             {
                 "node_id": info.node_id.hex(),
@@ -131,6 +138,9 @@ def node_rows(service) -> list[dict]:
                 "object_store_total_bytes": info.object_store_bytes,
                 "spilled_bytes": service.store.spilled_bytes if info.node_id == service.node_id else None,
                 "num_workers": info.num_workers,
+                # Malformed or unexpected messages it dropped, handler errors it survived, and
+                # TCP connections it refused (too many unauthenticated ones at once).
+                **{name: int(faults.get(name, 0)) for name in FAULT_COUNTERS},
             }
         )
     return rows
@@ -213,7 +223,7 @@ def local_counts(service) -> dict:
     for actor in service.actors.actors.values():
         if actor.node is None:
             actors_by_state[actor.state] = actors_by_state.get(actor.state, 0) + 1
-    return {"tasks": tasks_by_state, "actors": actors_by_state}
+    return {"tasks": tasks_by_state, "actors": actors_by_state, "faults": service.faults.totals()}
 
 
 def snapshot(service) -> protocol.ClusterSnapshot:
@@ -226,7 +236,8 @@ def snapshot(service) -> protocol.ClusterSnapshot:
         for info in service.cluster.peers():
             for kind, by_state in (info.extra.get("counts") or {}).items():
                 for state, count in by_state.items():
-                    counts[kind][state] = counts[kind].get(state, 0) + count
+                    into = counts.setdefault(kind, {})
+                    into[state] = into.get(state, 0) + count
     scheduler, store = service.scheduler, service.store
     return protocol.ClusterSnapshot(
         service.snapshot_sequence,

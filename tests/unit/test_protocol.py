@@ -207,6 +207,7 @@ SAMPLES = [
     protocol.ReleaseBundles(b"\x0c" * 16),
     protocol.RegisterActorName("ns", "counter", b"\x0b" * 16, b"meta"),
     protocol.RegisterActorName("ns", "counter", None, None),
+    protocol.FramePieces([1, 3, 1]),
 ]
 
 
