@@ -29,7 +29,7 @@ class FaultLog:
         self.log = log
         self.interval_s = interval_s
         self.lines_per_interval = lines_per_interval
-        self.dropped = dict.fromkeys(DROP_REASONS, 0)
+        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.handler_errors = 0
         self.refused_connections = 0
         self._windows: dict[str, list] = {}  # kind -> [window start, lines logged, lines left out]

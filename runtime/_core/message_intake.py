@@ -35,5 +35,6 @@ class MessageIntake:
         """The record in `frame` if it decodes and passes the schema, else None (dropped, counted)."""
         message, reason, problem = message_schema.checked(frame)
         if message is None:
+            assert reason is not None  # checked() names why it refused a frame
             self.dropped(reason, f"a {reason} message from {what} {sender[:20].hex()}: {problem}")
         return message

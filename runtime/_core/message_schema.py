@@ -345,7 +345,7 @@ def _field_specs(cls: type) -> dict[str, Spec]:
             spec = overrides[field.name]
         else:
             target, many = nested.get(field.name, (None, False))
-            spec = _from_annotation(field.type, target, many)
+            spec = _from_annotation(str(field.type), target, many)
         if field.default is None and not spec.accepts(None):
             spec = Nullable(spec)  # `contained: list = None`: None is what senders leave there
         specs[field.name] = spec

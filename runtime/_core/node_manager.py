@@ -353,7 +353,7 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         remote = router is not self.router
         for _ in range(1000):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK, copy=not remote)
+                frames: list = router.recv_multipart(zmq.NOBLOCK, copy=not remote)  # zmq Frames when remote
             except zmq.Again:
                 return
             if remote:

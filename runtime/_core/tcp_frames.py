@@ -19,7 +19,7 @@ from . import protocol
 
 FRAME_BYTES = 64 * 1024
 SOCKET_MAX_BYTES = FRAME_BYTES + 1024  # the listener's MAXMSGSIZE: a piece plus CURVE's framing
-_HEADER_PREFIX = protocol.encode(protocol.FramePieces([]))[:2]  # msgpack: a 1-field record of kind 89
+_HEADER_PREFIX = protocol.encode(protocol.FramePieces([]))[:2]  # msgpack: a 1-field record of its kind
 
 
 def split(frames: list, frame_bytes: int = FRAME_BYTES) -> list:
