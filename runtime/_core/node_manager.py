@@ -744,19 +744,18 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             self.scheduler.task_finished(client_id, result.task_id, result.duration_s, now)
             record = self.tasks.get(result.task_id)
             if record is None or record.state == DONE:
-                self._discard_values(result.returns)
+                self._discard_values(client_id, result.returns)
                 continue
             if result.retriable_error and record.retries_left != 0 and not record.cancelled:
                 record.retries_left -= 1 if record.retries_left > 0 else 0
-                self._discard_values(result.returns)
+                self._discard_values(client_id, result.returns)
                 self._requeue(record)
                 continue
             self._finish_with_values(record, result.returns)
 
-    def _discard_values(self, values: list) -> None:
-        for value in values:
-            if value.data is None and value.shm_offset >= 0:
-                self.store.free_offsets([value.shm_offset])
+    def _discard_values(self, client_id: bytes, values: list) -> None:
+        """Results nobody wants: the client's unsealed blocks go back, off its list (its exit must not free them)."""
+        self.store.abort(client_id, [v.shm_offset for v in values if v.data is None and v.shm_offset >= 0])
 
     def _finish_with_values(
         self, record: TaskRecord, values: list, copy_from_error: bool = False, error_type: str | None = None

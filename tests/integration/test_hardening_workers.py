@@ -6,6 +6,8 @@
   directly, through its pid.
 - A worker killed while tasks are pipelined behind its running one charges only the running one;
   the tasks that never started go back to the queue.
+- A result nobody wants (a duplicate's, a cancelled task's) gives its arena block back once: the
+  worker's later exit does not free it again.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from shoal._core import lifecycle, protocol
 from shoal._core.client import current as current_client
 from shoal._core.config import load_config
 from shoal._core.worker_watch import WorkerWatch
-from shoal.util.state import list_workers
+from shoal.util.state import list_nodes, list_workers
 
 from tests.waiting import wait_for
 
@@ -56,6 +58,17 @@ def work(pid_path: str | None = None, hold_s: float = 0.0):
         os.replace(pid_path + ".tmp", pid_path)
         time.sleep(hold_s)
     return "done"
+
+
+@shoal.remote
+def report_a_result_nobody_wants(size_bytes: int) -> int:
+    """Sends what a worker sends for a task the node no longer waits for: a result in the arena."""
+    client = current_client()
+    reply = client.request(lambda request_id: protocol.AllocateObject(request_id, size_bytes))
+    task_id = os.urandom(16)
+    value = protocol.ObjectValue(task_id + (1).to_bytes(4, "big"), None, reply.offset, size_bytes, False, [])
+    client.finish_task(protocol.TaskResult(task_id, [value]))
+    return os.getpid()
 
 
 @shoal.remote
@@ -99,6 +112,11 @@ def _read_pid(path) -> int | None:
 
 def _describe_workers() -> str:
     return "\n".join(f"{row}" for row in list_workers())
+
+
+def _store_used_bytes() -> int:
+    [node] = list_nodes()
+    return node["object_store_used_bytes"]
 
 
 def test_killing_the_template_counts_its_workers_as_exited_and_tasks_still_run(cluster, tmp_path):
@@ -252,3 +270,22 @@ def test_worker_watch_reports_an_exit_nobody_reaped_only_after_the_grace():
         watch.close()
         child.kill()
         child.wait()
+
+
+def test_a_discarded_result_is_freed_once_though_its_worker_exits_later(cluster):
+    size_bytes = 4 * 1024 * 1024
+    shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)
+    baseline = _store_used_bytes()
+    worker_pid = shoal.get(report_a_result_nobody_wants.remote(size_bytes), timeout=GET_TIMEOUT_S)
+    # Nobody wants the result: its block goes back at once, not when the worker exits.
+    wait_for(lambda: _store_used_bytes() == baseline, 30, describe=lambda: f"{_store_used_bytes()} used")
+
+    os.kill(worker_pid, signal.SIGKILL)  # its exit must not free the block a second time
+
+    wait_for(lambda: worker_pid not in _worker_pids(), 30, describe=_describe_workers)
+    payloads = [bytes([index]) * size_bytes for index in range(1, 4)]
+    refs = [shoal.put(payload) for payload in payloads]  # first fit puts them in the freed range
+    assert [shoal.get(ref, timeout=GET_TIMEOUT_S) == payload for ref, payload in zip(refs, payloads)] == [True] * 3
+    used_by_puts = _store_used_bytes() - baseline
+    assert 3 * size_bytes <= used_by_puts <= 3 * (size_bytes + 1024), used_by_puts  # each block counted once
+    assert sorted(shoal.get([work.remote() for _ in range(10)], timeout=GET_TIMEOUT_S)) == ["done"] * 10
