@@ -141,6 +141,7 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             protocol.TasksDone: self._on_tasks_done,
             protocol.WorkerBlocked: self._on_worker_blocked,
             protocol.CancelTask: self._on_cancel,
+            protocol.CancelledTaskStarted: self._on_cancelled_task_started,
             protocol.PublishLogs: self._on_logs,
             protocol.ClusterInfoRequest: self._on_cluster_info,
             protocol.Disconnect: self._on_disconnect,
@@ -846,13 +847,20 @@ class NodeManagerService(ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterAc
             self.scheduler.cancel_queued(task_id)
             self._finish_with_error(record, "cancelled", None)
         elif record.state == RUNNING:
-            if force:
+            if force and self.scheduler.may_have_started(task_id):
                 record.force_cancelled = True
                 pid = self.worker_pids.get(record.worker_id)
                 if pid:
                     self._kill_worker(pid)
-            else:
-                self._send(record.worker_id, protocol.CancelRunning(task_id))
+            else:  # forced, a task pipelined behind the running one is dropped; that one and its worker go on
+                self._send(record.worker_id, protocol.CancelRunning(task_id, force))
+                if force:
+                    self._finish_with_error(record, "cancelled", None)
+
+    def _on_cancelled_task_started(self, client_id: bytes, message: protocol.CancelledTaskStarted) -> None:
+        pid = self.worker_pids.get(client_id)
+        if pid and self.scheduler.worker_of(message.task_id) == client_id:  # not reported yet: it runs there
+            self._kill_worker(pid)
 
     def _on_logs(self, client_id: bytes, message: protocol.PublishLogs) -> None:
         by_owner: dict[bytes, list] = {}

@@ -348,6 +348,7 @@ class AllocateObjectReply:
 @record(44)
 class CancelRunning:
     task_id: bytes
+    force: bool = False  # a task queued on the worker: skip it; if it has begun, say so (CancelledTaskStarted)
 
 
 @record(45)
@@ -591,3 +592,13 @@ class Keepalive:
     """Either way over TCP, about once a second: the other side is still there."""
 
     sequence: int = 0
+
+
+@record(89)
+class CancelledTaskStarted:
+    """A worker -> its node: a task force-cancelled as queued there had begun; end it by killing the worker.
+
+    Sent after the results of the tasks before it, so the node sees it as the task the worker runs.
+    """
+
+    task_id: bytes
