@@ -118,21 +118,38 @@ class ArenaStore:
         if value.data is None and value.shm_offset >= 0:
             self.unsealed.pop(value.shm_offset, None)
 
+    # A block is freed exactly once: while `unsealed` lists it, only its client gives it back
+    # (abort, or leaving); once sealed, only the object directory does (free_offsets).
+
     def abort(self, client_id: bytes, offsets: list) -> None:
+        """Give back blocks `client_id` allocated and never sealed; others' blocks are left alone."""
         for offset in offsets:
             if self.unsealed.get(offset) == client_id:
                 del self.unsealed[offset]
-                self.allocator.free(offset)
+                self._free(offset)
 
     def abort_allocations_of(self, client_id: bytes) -> None:
         self.abort(client_id, [o for o, c in self.unsealed.items() if c == client_id])
 
     def free_offsets(self, offsets: list) -> None:
+        """Free sealed objects' blocks. A block still listed as a client's is refused: its client frees it."""
         for offset in offsets:
-            try:
-                self.allocator.free(offset)
-            except KeyError:
-                logger.warning("double free of arena offset %d ignored", offset)
+            client_id = self.unsealed.get(offset)
+            if client_id is not None:
+                logger.error(
+                    "arena offset %d freed as an object while still unsealed by client %s: not freed now, "
+                    "so that the client's abort or exit does not free it a second time",
+                    offset,
+                    client_id.hex(),
+                )
+                continue
+            self._free(offset)
+
+    def _free(self, offset: int) -> None:
+        try:
+            self.allocator.free(offset)
+        except KeyError:
+            logger.error("double free of arena offset %d refused: it holds no live block", offset)
 
     def delete_spilled(self, paths: list) -> None:
         for path in paths:

@@ -77,7 +77,7 @@ class CoreClient:
         self.exported: set[bytes] = set()
         self.functions: dict[bytes, bytes] = {}
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.on_cancel: Callable[[bytes], None] | None = None
+        self.on_cancel: Callable[[bytes, bool], None] | None = None
         self.on_logs: Callable[[list], None] | None = None
         self.on_block: Callable[[bool], None] | None = None
         self.arena = None
@@ -361,7 +361,7 @@ class CoreClient:
                 self.outgoing.append(protocol.RevokePinsReply(kept))  # sent after the pins handed back
         elif kind is protocol.CancelRunning:
             if self.on_cancel is not None:
-                self.on_cancel(message.task_id)
+                self.on_cancel(message.task_id, message.force)
         elif kind is protocol.PublishLogs:
             if self.on_logs is not None:
                 self.on_logs(message.records)

@@ -151,6 +151,7 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
             protocol.TasksDone: self._on_tasks_done,
             protocol.WorkerBlocked: self._on_worker_blocked,
             protocol.CancelTask: self._on_cancel,
+            protocol.CancelledTaskStarted: self._on_cancelled_task_started,
             protocol.PublishLogs: self._on_logs,
             protocol.ClusterInfoRequest: self._on_cluster_info,
             protocol.Disconnect: self._on_disconnect,
@@ -774,19 +775,18 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
             self.scheduler.task_finished(client_id, result.task_id, result.duration_s, now)
             record = self.tasks.get(result.task_id)
             if record is None or record.state == DONE:
-                self._discard_values(result.returns)
+                self._discard_values(client_id, result.returns)
                 continue
             if result.retriable_error and record.retries_left != 0 and not record.cancelled:
                 record.retries_left -= 1 if record.retries_left > 0 else 0
-                self._discard_values(result.returns)
+                self._discard_values(client_id, result.returns)
                 self._requeue(record)
                 continue
             self._finish_with_values(record, result.returns)
 
-    def _discard_values(self, values: list) -> None:
-        for value in values:
-            if value.data is None and value.shm_offset >= 0:
-                self.store.free_offsets([value.shm_offset])
+    def _discard_values(self, client_id: bytes, values: list) -> None:
+        """Results nobody wants: the client's unsealed blocks go back, off its list (its exit must not free them)."""
+        self.store.abort(client_id, [v.shm_offset for v in values if v.data is None and v.shm_offset >= 0])
 
     def _finish_with_values(
         self, record: TaskRecord, values: list, copy_from_error: bool = False, error_type: str | None = None
@@ -878,13 +878,20 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
             self._finish_with_error(record, "cancelled", None)
         elif record.state == RUNNING:
             assert record.worker_id is not None  # running here (not forwarded): started on a worker
-            if force:
+            if force and self.scheduler.may_have_started(task_id):
                 record.force_cancelled = True
                 pid = self.worker_pids.get(record.worker_id)
                 if pid:
                     self._kill_worker(pid)
-            else:
-                self._send(record.worker_id, protocol.CancelRunning(task_id))
+            else:  # forced, a task pipelined behind the running one is dropped; that one and its worker go on
+                self._send(record.worker_id, protocol.CancelRunning(task_id, force))
+                if force:
+                    self._finish_with_error(record, "cancelled", None)
+
+    def _on_cancelled_task_started(self, client_id: bytes, message: protocol.CancelledTaskStarted) -> None:
+        pid = self.worker_pids.get(client_id)
+        if pid and self.scheduler.worker_of(message.task_id) == client_id:  # not reported yet: it runs there
+            self._kill_worker(pid)
 
     def _on_logs(self, client_id: bytes, message: protocol.PublishLogs) -> None:
         by_owner: dict[bytes, list] = {}

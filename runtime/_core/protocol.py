@@ -360,6 +360,7 @@ class AllocateObjectReply:
 @record(44)
 class CancelRunning:
     task_id: bytes
+    force: bool = False  # a task queued on the worker: skip it; if it has begun, say so (CancelledTaskStarted)
 
 
 @record(45)
@@ -621,3 +622,13 @@ class FramePieces:
     """Heads a multipart message to a CURVE port in which frames were cut to size (tcp_frames.py)."""
 
     counts: list  # how many pieces each following frame was cut into
+
+
+@record(91)
+class CancelledTaskStarted:
+    """A worker -> its node: a task force-cancelled as queued there had begun; end it by killing the worker.
+
+    Sent after the results of the tasks before it, so the node sees it as the task the worker runs.
+    """
+
+    task_id: bytes

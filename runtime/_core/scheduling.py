@@ -154,6 +154,18 @@ class SchedulerState:
         self.requeue_front(worker_id, never_started)
         return self.remove_worker(worker_id), never_started
 
+    def may_have_started(self, task_id: bytes) -> bool:
+        """Whether a task sent to a worker can have begun there (see worker_died).
+
+        On a pool worker only the first of the tasks it has not reported can have; those behind
+        it have not. Unknown tasks and a dedicated (actor) worker's tasks count as begun.
+        """
+        worker_id = self.task_worker.get(task_id)
+        slot = self.workers.get(worker_id) if worker_id is not None else None
+        if slot is None or slot.dedicated or not slot.assigned:
+            return True
+        return slot.assigned[0] == task_id
+
     def is_feasible(self, shape: Shape) -> bool:
         return fits(self.total, shape)
 

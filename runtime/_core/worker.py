@@ -3,7 +3,8 @@
 The main thread executes; the client's I/O thread receives tasks into the inbox and sends
 results. Task output written to sys.stdout/sys.stderr is forwarded to the task's owner.
 A non-forced cancel reaches a running task as TaskCancelledError raised by a SIGUSR1 handler,
-which also interrupts blocking sleeps and I/O.
+which also interrupts blocking sleeps and I/O. A cancelled task still queued here is skipped; a
+forced one that has begun is reported back, and the node manager kills this worker.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from . import lifecycle, object_io, serialization, session, task_context
 from .client import CoreClient, set_current
 from .config import load_config
 from .local_objects import is_delivery
-from .protocol import LogRecord, ObjectValue, TaskExec, TaskResult
+from .protocol import CancelledTaskStarted, LogRecord, ObjectValue, TaskExec, TaskResult
 from .task_args import fill_refs
 
 
@@ -74,6 +75,8 @@ class Executor:
         self.in_user_code = False
         self.cancel_target: bytes | None = None
         self.cancelled_queued: set[bytes] = set()
+        self.begun_task_id: bytes | None = None  # the task the loop took to run, until it is reported
+        self.cancel_lock = threading.Lock()  # the loop takes a task or skips it, never both
         self.main_thread = threading.main_thread()
         self.actor_instance = None
         self.actor_host = None
@@ -84,17 +87,26 @@ class Executor:
 
     # -- cancellation -----------------------------------------------------------------------
 
-    def cancel(self, task_id: bytes) -> None:
+    def cancel(self, task_id: bytes, force: bool = False) -> None:
         """Called on the I/O thread."""
         if self.actor_host is not None and self.actor_host.cancel(task_id):
+            return
+        with self.cancel_lock:
+            begun = task_id == self.begun_task_id
+            if not begun:
+                self.cancelled_queued.add(task_id)
+        if not begun:
+            return
+        if force:
+            # The results of the tasks before it go out ahead of this message: the node manager
+            # sees this task as the one running here, and kills this worker for it alone.
+            self.client.send(CancelledTaskStarted(task_id))
             return
         current = self.current
         if current is not None and current.spec.task_id == task_id:
             self.cancel_target = task_id
             assert self.main_thread.ident is not None  # the main thread is running
             signal.pthread_kill(self.main_thread.ident, signal.SIGUSR1)
-        else:
-            self.cancelled_queued.add(task_id)
 
     def _on_cancel_signal(self, signum, frame) -> None:
         current = self.current
@@ -143,12 +155,19 @@ class Executor:
             task = inbox.get()
             if task is None:
                 return
-            if task.spec.task_id in self.cancelled_queued:
-                self.cancelled_queued.discard(task.spec.task_id)
+            with self.cancel_lock:
+                skipped = task.spec.task_id in self.cancelled_queued
+                if skipped:
+                    self.cancelled_queued.discard(task.spec.task_id)
+                else:
+                    self.begun_task_id = task.spec.task_id
+            if skipped:
                 self._release_arg_pins(task)
                 self._finish_cancelled(task)
                 continue
             self.execute(task)
+            # Reported (its result is queued ahead of anything cancel() sends): a retry of it may queue here.
+            self.begun_task_id = None
 
     def _load(self, function_id: bytes):
         function = self.functions.get(function_id)

@@ -6,6 +6,10 @@
   directly, through its pid.
 - A worker killed while tasks are pipelined behind its running one charges only the running one;
   the tasks that never started go back to the queue.
+- A force-cancel of a task pipelined behind the running one drops only it; the worker and its
+  running task go on. A force-cancel of the running one kills the worker, as before.
+- A result nobody wants (a duplicate's, a cancelled task's) gives its arena block back once: the
+  worker's later exit does not free it again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from shoal._core import lifecycle, protocol
 from shoal._core.client import current as current_client
 from shoal._core.config import load_config
 from shoal._core.worker_watch import WorkerWatch
-from shoal.util.state import list_workers
+from shoal.util.state import list_nodes, list_workers
 
 from tests.waiting import wait_for
 
@@ -56,6 +60,28 @@ def work(pid_path: str | None = None, hold_s: float = 0.0):
         os.replace(pid_path + ".tmp", pid_path)
         time.sleep(hold_s)
     return "done"
+
+
+@shoal.remote
+def hold_until(pid_path: str, release_path: str) -> int:
+    """Writes its pid to `pid_path`, then runs until `release_path` exists."""
+    with open(pid_path + ".tmp", "w") as file:
+        file.write(str(os.getpid()))
+    os.replace(pid_path + ".tmp", pid_path)
+    while not os.path.exists(release_path):
+        time.sleep(0.01)
+    return os.getpid()
+
+
+@shoal.remote
+def report_a_result_nobody_wants(size_bytes: int) -> int:
+    """Sends what a worker sends for a task the node no longer waits for: a result in the arena."""
+    client = current_client()
+    reply = client.request(lambda request_id: protocol.AllocateObject(request_id, size_bytes))
+    task_id = os.urandom(16)
+    value = protocol.ObjectValue(task_id + (1).to_bytes(4, "big"), None, reply.offset, size_bytes, False, [])
+    client.finish_task(protocol.TaskResult(task_id, [value]))
+    return os.getpid()
 
 
 @shoal.remote
@@ -99,6 +125,23 @@ def _read_pid(path) -> int | None:
 
 def _describe_workers() -> str:
     return "\n".join(f"{row}" for row in list_workers())
+
+
+def _store_used_bytes() -> int:
+    [node] = list_nodes()
+    return node["object_store_used_bytes"]
+
+
+def _pipeline_behind(worker_pid: int, quick) -> list:
+    """Submits short calls until the worker running the long one holds a full pipeline of them."""
+    behind = [quick.remote() for _ in range(100)]
+    depth = load_config().pipeline_depth
+
+    def assigned_to_long_worker():
+        return {row["pid"]: row["assigned_tasks"] for row in list_workers()}.get(worker_pid) == depth
+
+    wait_for(assigned_to_long_worker, 30, describe=_describe_workers)
+    return behind
 
 
 def test_killing_the_template_counts_its_workers_as_exited_and_tasks_still_run(cluster, tmp_path):
@@ -252,3 +295,91 @@ def test_worker_watch_reports_an_exit_nobody_reaped_only_after_the_grace():
         watch.close()
         child.kill()
         child.wait()
+
+
+def test_force_cancelling_a_task_queued_on_a_busy_worker_drops_it_and_spares_the_worker(cluster, tmp_path):
+    quick = work.options(num_cpus=2, max_retries=0)
+    # Learn that `work` is quick, so its calls are pipelined several to a worker.
+    assert shoal.get([quick.remote() for _ in range(20)], timeout=GET_TIMEOUT_S) == ["done"] * 20
+    pid_path, release_path = tmp_path / "long.pid", tmp_path / "release"
+    long_running = hold_until.options(num_cpus=2, max_retries=0).remote(str(pid_path), str(release_path))
+    worker_pid = wait_for(lambda: _read_pid(pid_path), 30)
+    behind = _pipeline_behind(worker_pid, quick)
+    # The first is right behind the running task; the other further down the worker's pipeline.
+    victims = [behind[0], behind[3]]
+
+    for victim in victims:
+        shoal.cancel(victim, force=True)
+
+    for victim in victims:
+        with pytest.raises(exceptions.TaskCancelledError):
+            shoal.get(victim, timeout=GET_TIMEOUT_S)
+    # Cancelled while the task ahead of them still runs, on a worker still alive.
+    assert shoal.wait([long_running], timeout=0)[0] == []
+    assert _alive(worker_pid)
+    release_path.touch()
+    assert shoal.get(long_running, timeout=GET_TIMEOUT_S) == worker_pid  # no retry: max_retries=0
+    rest = [ref for ref in behind if ref not in victims]
+    assert shoal.get(rest, timeout=GET_TIMEOUT_S) == ["done"] * len(rest)
+    assert worker_pid in _worker_pids()
+
+
+def test_a_queued_task_that_began_before_its_force_cancel_arrived_is_killed_with_its_worker(cluster, tmp_path):
+    quick = work.options(num_cpus=2, max_retries=0)
+    assert shoal.get([quick.remote() for _ in range(20)], timeout=GET_TIMEOUT_S) == ["done"] * 20
+    pid_path, release_path, next_pid_path = tmp_path / "long.pid", tmp_path / "release", tmp_path / "next.pid"
+    long_running = hold_until.options(num_cpus=2, max_retries=0).remote(str(pid_path), str(release_path))
+    worker_pid = wait_for(lambda: _read_pid(pid_path), 30)
+    following = quick.remote(str(next_pid_path), 120.0)  # pipelined right behind the long one
+    behind = _pipeline_behind(worker_pid, quick)
+    node_manager = psutil.Process(current_client().node_info.node_manager_pid)
+    # The node manager is told to cancel the next task before it hears that the long one ended:
+    # to it, the next is still queued behind the long one, though it has begun.
+    node_manager.suspend()
+    try:
+        shoal.cancel(following, force=True)
+        release_path.touch()
+        wait_for(lambda: _read_pid(next_pid_path), 30)
+    finally:
+        node_manager.resume()
+
+    with pytest.raises(exceptions.TaskCancelledError):
+        shoal.get(following, timeout=GET_TIMEOUT_S)
+    wait_for(lambda: not _alive(worker_pid), 30)  # forced, it did not run on to the end
+    assert shoal.get(long_running, timeout=GET_TIMEOUT_S) == worker_pid
+    assert shoal.get(behind, timeout=GET_TIMEOUT_S) == ["done"] * len(behind)
+
+
+def test_force_cancelling_the_running_task_kills_its_worker_and_spares_those_behind(cluster, tmp_path):
+    quick = work.options(num_cpus=2, max_retries=0)
+    assert shoal.get([quick.remote() for _ in range(20)], timeout=GET_TIMEOUT_S) == ["done"] * 20
+    pid_path = tmp_path / "long.pid"
+    long_running = hold_until.options(num_cpus=2, max_retries=0).remote(str(pid_path), str(tmp_path / "never"))
+    worker_pid = wait_for(lambda: _read_pid(pid_path), 30)
+    behind = _pipeline_behind(worker_pid, quick)
+
+    shoal.cancel(long_running, force=True)
+
+    with pytest.raises(exceptions.TaskCancelledError):
+        shoal.get(long_running, timeout=GET_TIMEOUT_S)
+    wait_for(lambda: not _alive(worker_pid), 30)
+    assert shoal.get(behind, timeout=GET_TIMEOUT_S) == ["done"] * len(behind)
+
+
+def test_a_discarded_result_is_freed_once_though_its_worker_exits_later(cluster):
+    size_bytes = 4 * 1024 * 1024
+    shoal.get([where.remote() for _ in range(4)], timeout=GET_TIMEOUT_S)
+    baseline = _store_used_bytes()
+    worker_pid = shoal.get(report_a_result_nobody_wants.remote(size_bytes), timeout=GET_TIMEOUT_S)
+    # Nobody wants the result: its block goes back at once, not when the worker exits.
+    wait_for(lambda: _store_used_bytes() == baseline, 30, describe=lambda: f"{_store_used_bytes()} used")
+
+    os.kill(worker_pid, signal.SIGKILL)  # its exit must not free the block a second time
+
+    wait_for(lambda: worker_pid not in _worker_pids(), 30, describe=_describe_workers)
+    payloads = [bytes([index]) * size_bytes for index in range(1, 4)]
+    refs = [shoal.put(payload) for payload in payloads]  # first fit puts them in the freed range
+    assert [shoal.get(ref, timeout=GET_TIMEOUT_S) == payload for ref, payload in zip(refs, payloads)] == [True] * 3
+    used_by_puts = _store_used_bytes() - baseline
+    assert 3 * size_bytes <= used_by_puts <= 3 * (size_bytes + 1024), used_by_puts  # each block counted once
+    assert sorted(shoal.get([work.remote() for _ in range(10)], timeout=GET_TIMEOUT_S)) == ["done"] * 10

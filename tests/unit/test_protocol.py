@@ -154,6 +154,8 @@ SAMPLES = [
     AllocateObjectReply(7, -1, error="arena full"),
     AllocateObjectReply(8, 64),
     CancelRunning(TASK_ID),
+    CancelRunning(TASK_ID, force=True),
+    protocol.CancelledTaskStarted(TASK_ID),
     ClusterInfoReply(
         1,
         [{"NodeID": "ab", "Alive": True, "Resources": {"CPU": 2.0}}],

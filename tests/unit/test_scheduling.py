@@ -336,6 +336,24 @@ def test_worker_died_dedicated_worker_loses_everything_and_requeues_nothing():
     assert state.queues == {}
 
 
+def test_only_the_first_unreported_task_of_a_pool_worker_may_have_started():
+    state = make({"CPU": 2}, pipeline_depth=3)
+    learn_mean(state, FAST, 0.001)
+    [worker_id] = with_workers(state, 1)
+    first, second, third, queued = enqueue(state, 4, resources={"CPU": 2}, function_id=FAST)
+    state.schedule(0.0)
+    assert [state.may_have_started(task_id) for task_id in (first, second, third)] == [True, False, False]
+    state.task_finished(worker_id, first, 0.001, 0.0)
+    assert state.may_have_started(second) and not state.may_have_started(third)
+    # Not sent to a worker (still queued, or unknown): the caller cannot rule out that it runs.
+    assert state.may_have_started(queued) and state.may_have_started(b"unknown")
+    reservation = state.reserve({"CPU": 0})
+    state.add_dedicated_worker(b"actor", reservation, 0.0)
+    state.workers[b"actor"].assigned.extend([b"call0", b"call1"])
+    state.task_worker.update({b"call0": b"actor", b"call1": b"actor"})
+    assert state.may_have_started(b"call1")  # an actor's calls may run concurrently
+
+
 def test_cancel_queued():
     state = make({"CPU": 1})
     with_workers(state, 1)
