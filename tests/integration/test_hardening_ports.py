@@ -50,7 +50,10 @@ def cluster():
     try:
         local.head = local.start_head({"head_only": 1})
         local.worker = local.add_node({"node_a": 1})
-        local.token = re.search(r"token: (\S+)", local.head.output).group(1)
+        token_file = re.search(r"token file: (\S+)", local.head.output)
+        assert token_file, local.head.output
+        with open(token_file.group(1)) as handle:
+            local.token = handle.read().strip()
         shoal.init(address="auto")
         yield local
     finally:
