@@ -8,6 +8,8 @@ writing its results back. The remote side is in `remote_cell`; nothing here uses
                                                         ─▶ run_cell.remote / actor.run.remote
     display_data (live, via output_routing, in a kernel)  ◀───────────────────────┤
     user_ns ◀── push CellResult.values, show CellResult.displays ◀── shoal.get ◀──┘
+    --async: the value's ref is bound to `_remote`; the cell's status line (async_status) says
+    running / done / failed, and the watcher pushes the names when the task ends.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ from IPython.core.magic_arguments import MagicArgumentParser
 from shoal import exceptions
 from shoal.util import output, state
 
-from . import cell_analysis, remote_cell, remote_shell, status_view, wait_display
+from . import cell_analysis, output_routing, remote_cell, remote_shell, status_view, wait_display
 from .async_cells import AsyncCellWatcher
+from .async_status import AsyncCellStatus
 
 __all__ = ["ShoalMagics"]
 
 DEFAULT_OUT_REF = "_remote"
+DEFAULT_TASK_ROWS = 20  # `%shoal tasks` shows this many of the most recent tasks
+# Every task row the cluster keeps (its history is bounded): `%shoal tasks` sorts and cuts them.
+_ALL_ROWS = 1 << 30
 # Names the worker provides itself in a remote cell; never captured from the notebook.
 _WORKER_BUILTINS = ("get_ipython",)
 _SHELL_FIELD = re.compile(r"\$\{([^{}]*)\}|\{([^{}]*)\}|\$([A-Za-z_]\w*)")
@@ -93,6 +99,14 @@ def _init_parser() -> _Parser:
     return parser
 
 
+def _tasks_parser() -> _Parser:
+    parser = _Parser("%shoal tasks")
+    parser.add_argument("--state", help="only tasks in this state (RUNNING, FINISHED, FAILED, pending, ...)")
+    parser.add_argument("--name", help="only tasks whose name contains this text")
+    parser.add_argument("--limit", type=int, default=DEFAULT_TASK_ROWS, help="show at most this many")
+    return parser
+
+
 def _task_options(args) -> dict:
     """The task options the parsed `%%remote` options ask for (only those given)."""
     options = {}
@@ -131,7 +145,10 @@ class ShoalMagics(Magics):
         super().__init__(shell)
         self._remote_parser = _remote_parser()
         self._init_parser = _init_parser()
+        self._tasks_parser = _tasks_parser()
         self._watcher = AsyncCellWatcher()
+        # Status lines of async cells still running, so they can say when they are given up.
+        self._async_statuses: set[AsyncCellStatus] = set()
         self._actors: dict[str, object] = {}
         self._cell_count = 0
         # The kernel's output router, set by `load_ipython_extension` inside an ipykernel.
@@ -148,8 +165,14 @@ class ShoalMagics(Magics):
             self.shell.events.unregister("pre_run_cell", self._before_cell)
         except ValueError:
             pass
-        self._watcher.close()
+        self._stop_watching("the shoal extension was unloaded")
         self._actors.clear()
+
+    def _stop_watching(self, reason: str) -> None:
+        self._watcher.close()
+        statuses, self._async_statuses = self._async_statuses, set()
+        for status in statuses:
+            status.abandoned(reason)
 
     # ------------------------------------------------------------------ %%remote and %remote
 
@@ -170,6 +193,12 @@ class ShoalMagics(Magics):
         `%sx`, `%matplotlib` (ignored: figures are always PNG), and `%%time`, `%%timeit`,
         `%%bash`, `%%sh` as the first line of the body. Any other magic is a UsageError
         naming it, before anything is sent.
+
+        The cell's task is named after the cell (`cell [7]`, unless `--name`), and an error in it
+        shows the cell's own frames under `Cell In[7]`. With `--async` the cell returns at once:
+        the ref of its value is bound to `_remote` (`--out-ref`), so `shoal.get(_remote)` gives
+        the value; in a kernel the cell shows a status line (running, done in N s, or failed
+        with the error) and its names are written back when it finishes.
 
         Args:
             line: The options (cell magic) or the expression (line magic).
@@ -201,15 +230,25 @@ class ShoalMagics(Magics):
         else:
             capture = reads
         out_names = () if args.no_push else (args.out if args.out is not None else assigns)
-        ref = self._submit(
-            source, capture, out_names, options, args.actor, explicit=args.capture is not None, original=original
+        number = self._cell_number()
+        value_ref, result_ref = self._submit(
+            source,
+            capture,
+            out_names,
+            options,
+            args.actor,
+            number,
+            explicit=args.capture is not None,
+            original=original,
         )
         if args.run_async:
-            self.shell.user_ns[args.out_ref] = ref
-            self._watcher.watch(ref, functools.partial(self._push_async, out_ref=args.out_ref))
+            self.shell.user_ns[args.out_ref] = value_ref
+            status = self._async_status(args.out_ref)
+            on_ready = functools.partial(self._push_async, number=number, out_ref=args.out_ref, status=status)
+            self._watcher.watch(result_ref, on_ready)
             return None
-        result = self._wait(ref, args.timeout)
-        return self._finish(result)
+        value, result = self._wait([value_ref, result_ref], args.timeout, number)
+        return self._finish(value, result)
 
     def _remote_expression(self, line: str):
         source = line.strip()
@@ -219,9 +258,26 @@ class ShoalMagics(Magics):
             reads = cell_analysis.expression_reads(source)
         except SyntaxError as error:
             raise UsageError(f"%remote: not a single expression: {error}") from None
-        result = self._wait(self._submit(source, reads, (), {}, None, explicit=False), None)
+        number = self._cell_number()
+        refs = self._submit(source, reads, (), {}, None, number, explicit=False)
+        value, result = self._wait(list(refs), None, number)
         _show_displays(result.displays)
-        return result.value
+        return value
+
+    def _cell_number(self) -> int:
+        """The `[N]` of the notebook cell running this magic, as IPython names the cell's frames
+        (`Cell In[N]`): the outermost frame compiled from a cell. A magic called from code
+        outside any cell (`run_cell_magic` in a script) counts its own."""
+        numbers = getattr(getattr(self.shell, "compile", None), "_filename_map", None) or {}
+        number = None
+        frame = sys._getframe(1)
+        while frame is not None:
+            number = numbers.get(frame.f_code.co_filename, number)
+            frame = frame.f_back
+        if number is not None:
+            return number
+        self._cell_count += 1
+        return getattr(self.shell, "execution_count", None) or self._cell_count
 
     def _capture(self, names: tuple[str, ...], explicit: bool) -> tuple[dict, dict]:
         """Split the captured names' values into plain values and ObjectRefs."""
@@ -249,16 +305,16 @@ class ShoalMagics(Magics):
         out_names,
         options: dict,
         actor: str | None,
+        number: int,
         explicit: bool,
         original: str | None = None,
     ):
+        """Send the cell; returns the refs of its value and of its `CellResult`."""
         self._ensure_cluster()
         values, refs = self._capture(tuple(capture), explicit)
-        self._cell_count += 1
-        count = getattr(self.shell, "execution_count", None) or self._cell_count
         request = remote_cell.CellRequest(
             source=source,
-            filename=f"<remote-cell-{count}>",
+            filename=f"<remote-cell-{number}>",
             values=values,
             ref_names=tuple(refs),
             out_names=tuple(out_names),
@@ -266,12 +322,13 @@ class ShoalMagics(Magics):
             live_display=self.router is not None and output.delivers_logs(),
             original_source=original,
         )
+        # The task is named after its cell, as `%shoal tasks` and the output prefixes show it.
+        options = {"name": f"cell [{number}]", **options}
         try:
             if actor is None:
                 return remote_cell.run_cell.options(**options).remote(request, *refs.values())
             handle = self._namespace_actor(actor, options)
-            method = handle.run.options(name=options["name"]) if "name" in options else handle.run
-            return method.remote(request, *refs.values())
+            return handle.run.options(name=options["name"]).remote(request, *refs.values())
         except Exception as error:
             unpicklable = {name: remote_cell.unpicklable_reason(value) for name, value in values.items()}
             unpicklable = {name: reason for name, reason in unpicklable.items() if reason and reason != "a module"}
@@ -296,42 +353,66 @@ class ShoalMagics(Magics):
             self._actors[name] = handle
         return handle
 
-    def _wait(self, ref, timeout_s: float | None) -> remote_cell.CellResult:
+    def _wait(self, refs: list, timeout_s: float | None, number: int) -> tuple[object, remote_cell.CellResult]:
         try:
             # In a kernel, a cell that runs past a moment shows its elapsed time (wait_display).
             with wait_display.labelled("%%remote"):
-                return shoal.get(ref, timeout=timeout_s)
+                value, result = shoal.get(refs, timeout=timeout_s)
+                return value, result
+        except exceptions.RayTaskError as error:
+            _name_cell(error, number)
+            raise
         except (exceptions.GetTimeoutError, KeyboardInterrupt):
             # The cell is abandoned: it must not keep running (and holding resources) unseen.
             try:
-                shoal.cancel(ref)
+                shoal.cancel(refs[0])
             except Exception:  # cancelling is best effort; the timeout is what to report
                 pass
             raise
 
     def _push(self, result: remote_cell.CellResult) -> None:
         self.shell.user_ns.update(result.values)
-        skipped = {name: reason for name, reason in result.skipped.items() if reason != "a module"}
+        skipped = _reported_skips(result)
         if skipped:
             details = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
             print(f"%%remote: not written back: {details}", file=sys.stderr)
 
-    def _finish(self, result: remote_cell.CellResult):
+    def _finish(self, value, result: remote_cell.CellResult):
         _show_displays(result.displays)
         self._push(result)
-        return result.value if result.has_value else None
+        return value if result.has_value else None
 
-    def _push_async(self, ref, out_ref: str) -> None:
+    def _async_status(self, out_ref: str) -> AsyncCellStatus | None:
+        """The async cell's own status line, in a kernel (elsewhere there is no cell to put it in)."""
+        kernel = output_routing.kernel_of(self.shell)
+        if kernel is None:
+            return None
+        status = AsyncCellStatus(kernel, out_ref)
+        self._async_statuses.add(status)
+        return status
+
+    def _push_async(self, ref, number: int, out_ref: str, status: AsyncCellStatus | None) -> None:
+        self._async_statuses.discard(status)
         try:
             result = shoal.get(ref)
         except Exception as error:  # raised in full when the user reads the ref
-            print(
-                f"%%remote --async: the cell failed with {type(error).__name__}; shoal.get({out_ref}) shows why",
-                file=sys.stderr,
-            )
+            if isinstance(error, exceptions.RayTaskError):
+                _name_cell(error, number)
+            if status is not None:
+                status.failed(error)
+            else:
+                print(
+                    f"%%remote --async: the cell failed with {type(error).__name__}; shoal.get({out_ref}) shows why",
+                    file=sys.stderr,
+                )
             return
-        _show_displays(result.displays)
-        self._push(result)
+        if status is None:
+            _show_displays(result.displays)
+            self._push(result)
+            return
+        status.show_displays(result.displays)
+        self.shell.user_ns.update(result.values)
+        status.done(list(result.values), _reported_skips(result))
 
     @line_magic
     def remote_reset(self, line: str) -> None:
@@ -351,7 +432,7 @@ class ShoalMagics(Magics):
                 handle = shoal.get_actor(remote_cell.actor_name(name))
             except ValueError:
                 raise UsageError(f"%remote_reset: no actor namespace {name!r}") from None
-        cleared = shoal.get(handle.reset.remote())
+        cleared = shoal.get(handle.reset.options(name=f"%remote_reset {name}").remote())
         print(f"cleared {cleared} names in actor namespace {name!r}")
 
     # ------------------------------------------------------------------------------- %shoal
@@ -359,6 +440,11 @@ class ShoalMagics(Magics):
     @line_magic
     def shoal(self, line: str):
         """`%shoal init|status|shutdown|tasks|actors`: manage and inspect the cluster.
+
+        `%shoal tasks [--state STATE] [--name TEXT] [--limit N]` lists the most recent tasks
+        first (20 unless `--limit`), optionally only those in one state (`RUNNING`, `FINISHED`,
+        `FAILED`, `pending`, ...) or whose name contains TEXT. A `%%remote` cell's task is named
+        after its cell, such as `cell [7]`.
 
         Returns:
             `init`: the RayContext; `status`: a ClusterStatus; `tasks`/`actors`: a StateTable.
@@ -370,6 +456,8 @@ class ShoalMagics(Magics):
         if command == "init":
             args = self._init_parser.parse_argstring(rest)
             return shoal.init(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
+        if command == "tasks":
+            return self._tasks(rest)
         if rest.strip():
             raise UsageError(f"%shoal {command}: takes no options, got {rest.strip()!r}")
         if command == "status":
@@ -384,14 +472,11 @@ class ShoalMagics(Magics):
                 shoal.cluster_resources(), shoal.available_resources(), state.summarize_tasks()
             )
         if command == "shutdown":
-            self._watcher.close()
+            self._stop_watching("the cluster was shut down")
             self._actors.clear()
             self._watcher = AsyncCellWatcher()
             shoal.shutdown()
             return None
-        if command == "tasks":
-            self._require_cluster("tasks")
-            return status_view.StateTable("tasks", status_view.TASK_COLUMNS, tuple(state.list_tasks()))
         if command == "actors":
             self._require_cluster("actors")
             return status_view.StateTable("actors", status_view.ACTOR_COLUMNS, tuple(state.list_actors()))
@@ -400,6 +485,19 @@ class ShoalMagics(Magics):
             if command
             else "%shoal: give a command: init, status, shutdown, tasks or actors"
         )
+
+    def _tasks(self, options: str) -> status_view.StateTable:
+        args = self._tasks_parser.parse_argstring(options)
+        if args.limit < 1:
+            raise UsageError(f"%shoal tasks: --limit must be at least 1, got {args.limit}")
+        try:
+            status_view.recent_tasks((), state=args.state)  # checks the state before asking the cluster
+        except ValueError as error:
+            raise UsageError(f"%shoal tasks: {error}") from None
+        self._require_cluster("tasks")
+        matching = status_view.recent_tasks(state.list_tasks(limit=_ALL_ROWS), state=args.state, name=args.name)
+        rows = tuple(matching[: args.limit])
+        return status_view.StateTable("tasks", status_view.TASK_COLUMNS, rows, total=len(matching))
 
     @staticmethod
     def _require_cluster(command: str) -> None:
@@ -494,6 +592,16 @@ def _command_reads(command: str) -> list[str]:
         except SyntaxError:
             continue  # not an expansion IPython would make either; the text runs as written
     return reads
+
+
+def _name_cell(error, number: int) -> None:
+    """Head a `%%remote` cell's error with its cell rather than the task's function."""
+    error.proctitle = f"Cell In[{number}] on the cluster"
+
+
+def _reported_skips(result: remote_cell.CellResult) -> dict[str, str]:
+    """Names not written back that are worth a word (modules never are)."""
+    return {name: reason for name, reason in result.skipped.items() if reason != "a module"}
 
 
 def _show_displays(messages: list) -> None:
