@@ -1,8 +1,9 @@
 """The `%%remote`, `%remote`, `%remote_reset` and `%shoal` magics.
 
-Owns the kernel side of remote cells: option parsing, capturing the names a cell reads from the
-user namespace, submitting the cell (as a task or to a namespace actor), waiting for it, and
-writing its results back. The remote side is in `remote_cell`; nothing here uses `shoal._core`.
+Owns the kernel side of remote cells: capturing the names a cell reads from the user namespace,
+submitting the cell (as a task or to a namespace actor), waiting for it, and writing its results
+back. Options are parsed in `magic_options`, IPython syntax translated in `cell_syntax`; the
+remote side is in `remote_cell`; nothing here uses `shoal._core`.
 
     %%remote cell ─▶ (IPython syntax ─▶ Python) ─▶ analyze_cell ─▶ capture values/refs
                                                         ─▶ run_cell.remote / actor.run.remote
@@ -16,125 +17,23 @@ from __future__ import annotations
 
 import ast
 import functools
-import json
-import re
-import shlex
 import sys
 
 import shoal
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import MagicArgumentParser
 from shoal import exceptions
 from shoal.util import output, state
 
-from . import cell_analysis, output_routing, remote_cell, remote_shell, status_view, wait_display
+from . import cell_analysis, cell_syntax, output_routing, remote_cell, status_view, wait_display
 from .async_cells import AsyncCellWatcher
 from .async_status import AsyncCellStatus
+from .magic_options import init_parser, remote_parser, task_options, tasks_parser
 
 __all__ = ["ShoalMagics"]
 
-DEFAULT_OUT_REF = "_remote"
-DEFAULT_TASK_ROWS = 20  # `%shoal tasks` shows this many of the most recent tasks
 # Every task row the cluster keeps (its history is bounded): `%shoal tasks` sorts and cuts them.
 _ALL_ROWS = 1 << 30
-# Names the worker provides itself in a remote cell; never captured from the notebook.
-_WORKER_BUILTINS = ("get_ipython",)
-_SHELL_FIELD = re.compile(r"\$\{([^{}]*)\}|\{([^{}]*)\}|\$([A-Za-z_]\w*)")
-
-
-class _Parser(MagicArgumentParser):
-    """A magic's option parser whose errors name the magic and raise UsageError."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog=prog)
-        self.allow_abbrev = False
-
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
-
-    def parse_argstring(self, argstring: str, *, partial: bool = False):
-        """Parse with shell quoting, so `--resources '{"a": 1}'` arrives without its quotes."""
-        try:
-            argv = shlex.split(argstring)
-        except ValueError as error:
-            raise UsageError(f"{self.prog}: {error}") from None
-        return self.parse_known_args(argv) if partial else self.parse_args(argv)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    bad = [name for name in names if not name.isidentifier()]
-    if bad:
-        raise UsageError(f"not a variable name: {', '.join(map(repr, bad))}")
-    return names
-
-
-def _remote_parser() -> _Parser:
-    parser = _Parser("%%remote")
-    parser.add_argument("--num-cpus", type=float)
-    parser.add_argument("--num-gpus", type=float)
-    parser.add_argument("--memory", type=float, help="bytes of memory to reserve")
-    parser.add_argument("--resources", help="custom resources as a JSON object")
-    parser.add_argument("--retries", type=int, help="max_retries of the task")
-    parser.add_argument("--timeout", type=float, help="seconds to wait before GetTimeoutError")
-    parser.add_argument("--name", help="the task's name in the state API")
-    capture = parser.add_mutually_exclusive_group()
-    capture.add_argument("--capture", type=_names, help="names to capture, comma separated")
-    capture.add_argument("--no-capture", action="store_true")
-    push = parser.add_mutually_exclusive_group()
-    push.add_argument("--out", type=_names, help="names to write back, comma separated")
-    push.add_argument("--no-push", action="store_true")
-    parser.add_argument("--async", dest="run_async", action="store_true")
-    parser.add_argument("--out-ref", default=DEFAULT_OUT_REF)
-    parser.add_argument("--actor", help="run in this named actor's persistent namespace")
-    return parser
-
-
-def _init_parser() -> _Parser:
-    parser = _Parser("%shoal init")
-    parser.add_argument("--num-cpus", type=int)
-    parser.add_argument("--num-gpus", type=int)
-    parser.add_argument("--address")
-    return parser
-
-
-def _tasks_parser() -> _Parser:
-    parser = _Parser("%shoal tasks")
-    parser.add_argument("--state", help="only tasks in this state (RUNNING, FINISHED, FAILED, pending, ...)")
-    parser.add_argument("--name", help="only tasks whose name contains this text")
-    parser.add_argument("--limit", type=int, default=DEFAULT_TASK_ROWS, help="show at most this many")
-    return parser
-
-
-def _task_options(args) -> dict:
-    """The task options the parsed `%%remote` options ask for (only those given)."""
-    options = {}
-    for name in ("num_cpus", "num_gpus", "memory"):
-        value = getattr(args, name)
-        if value is not None:
-            if value < 0:
-                raise UsageError(f"%%remote: --{name.replace('_', '-')} must be >= 0, got {value:g}")
-            options[name] = int(value) if float(value).is_integer() else value
-    if args.resources is not None:
-        try:
-            resources = json.loads(args.resources)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"%%remote: --resources must be a JSON object: {error}") from None
-        if not isinstance(resources, dict) or not all(isinstance(v, (int, float)) for v in resources.values()):
-            raise UsageError("%%remote: --resources must be a JSON object of numbers, such as '{\"tpu\": 1}'")
-        options["resources"] = resources
-    if args.retries is not None:
-        if args.retries < -1:
-            raise UsageError(f"%%remote: --retries must be >= -1, got {args.retries}")
-        options["max_retries"] = args.retries
-    if args.name is not None:
-        options["name"] = args.name
-    if args.timeout is not None and args.timeout < 0:
-        raise UsageError(f"%%remote: --timeout must be >= 0, got {args.timeout:g}")
-    if not args.out_ref.isidentifier():
-        raise UsageError(f"%%remote: --out-ref must be a variable name, got {args.out_ref!r}")
-    return options
 
 
 @magics_class
@@ -143,9 +42,9 @@ class ShoalMagics(Magics):
 
     def __init__(self, shell) -> None:
         super().__init__(shell)
-        self._remote_parser = _remote_parser()
-        self._init_parser = _init_parser()
-        self._tasks_parser = _tasks_parser()
+        self._remote_parser = remote_parser()
+        self._init_parser = init_parser()
+        self._tasks_parser = tasks_parser()
         self._watcher = AsyncCellWatcher()
         # Status lines of async cells still running, so they can say when they are given up.
         self._async_statuses: set[AsyncCellStatus] = set()
@@ -215,13 +114,15 @@ class ShoalMagics(Magics):
         if cell is None:
             return self._remote_expression(line)
         args = self._remote_parser.parse_argstring(line)
-        options = _task_options(args)
-        source, original = _translate(self.shell, cell)
+        options = task_options(args)
+        source, original = cell_syntax.translate(self.shell, cell)
         names = cell_analysis.analyze_cell(source)
         reads, assigns = names.reads, names.assigns
         if original is not None:
-            magic_reads, magic_assigns = _magic_names(ast.parse(source))
-            reads = tuple(dict.fromkeys(name for name in (*reads, *magic_reads) if name not in _WORKER_BUILTINS))
+            magic_reads, magic_assigns = cell_syntax.magic_names(ast.parse(source))
+            reads = tuple(
+                dict.fromkeys(name for name in (*reads, *magic_reads) if name not in cell_syntax.WORKER_BUILTINS)
+            )
             assigns = tuple(dict.fromkeys((*assigns, *magic_assigns)))
         if args.no_capture:
             capture = ()
@@ -508,90 +409,6 @@ class ShoalMagics(Magics):
     def _ensure_cluster() -> None:
         if not shoal.is_initialized():
             shoal.init()
-
-
-# ------------------------------------------------------------------ IPython syntax in a cell
-
-
-def _translate(shell, cell: str) -> tuple[str, str | None]:
-    """The cell as Python, and the cell as typed when that differs.
-
-    A cell that parses is sent as it is; one that does not (`!cmd`, `x = !cmd`, `%magic`,
-    `%%magic`) is translated by the shell's input transformers into `get_ipython()` calls,
-    which the worker's `remote_shell.RemoteShell` serves.
-
-    Raises:
-        UsageError: The cell is not valid Python, translated or not.
-    """
-    try:
-        ast.parse(cell)
-        return cell, None
-    except SyntaxError as error:
-        first_error = error
-    translated = shell.transform_cell(cell)
-    try:
-        ast.parse(translated)
-    except SyntaxError:
-        raise UsageError(f"%%remote: the cell is not valid Python: {first_error}") from None
-    return translated, cell
-
-
-def _magic_names(tree: ast.Module) -> tuple[list[str], list[str]]:
-    """Check a translated cell's magics run remotely; the names their text reads and binds.
-
-    `$name` and `{expr}` in a shell command read names, and so does the statement of
-    `%time`/`%timeit` (a `%time` assignment binds its target): these are in strings, so
-    `analyze_cell` does not see them.
-
-    Raises:
-        UsageError: A magic that cannot run on a worker (named, with the ones that can).
-    """
-    reads: list[str] = []
-    assigns: list[str] = []
-    for node in ast.walk(tree):
-        method = _shell_method(node)
-        if method is None:
-            continue
-        texts = [arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "" for arg in node.args]
-        if method in ("system", "getoutput") and texts:
-            reads += _command_reads(texts[0])
-        elif method in ("run_line_magic", "run_cell_magic") and len(texts) >= 2:
-            cell_magic = method == "run_cell_magic"
-            name = texts[0]
-            if name not in (remote_shell.CELL_MAGICS if cell_magic else remote_shell.LINE_MAGICS):
-                raise UsageError(remote_shell.unsupported_magic_message(name, cell=cell_magic))
-            if name in ("system", "sx"):
-                reads += _command_reads(texts[1])
-            elif name in ("time", "timeit"):
-                for code in texts[1:]:
-                    try:
-                        names = cell_analysis.analyze_cell(code)
-                    except SyntaxError:
-                        continue  # the worker reports it, with the magic's line
-                    reads += names.reads
-                    assigns += names.assigns if name == "time" else ()
-    return reads, assigns
-
-
-def _shell_method(node: ast.AST) -> str | None:
-    """`method` for a `get_ipython().method(...)` call node, else None."""
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-        return None
-    target = node.func.value
-    if isinstance(target, ast.Call) and isinstance(target.func, ast.Name) and target.func.id == "get_ipython":
-        return node.func.attr
-    return None
-
-
-def _command_reads(command: str) -> list[str]:
-    reads: list[str] = []
-    for match in _SHELL_FIELD.finditer(command):
-        expression = next(group for group in match.groups() if group is not None)
-        try:
-            reads += cell_analysis.expression_reads(expression)
-        except SyntaxError:
-            continue  # not an expansion IPython would make either; the text runs as written
-    return reads
 
 
 def _name_cell(error, number: int) -> None:

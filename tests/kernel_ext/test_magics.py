@@ -278,10 +278,10 @@ def test_shoal_status_tasks_actors(shell):
 
 
 def test_resources_json_is_parsed_without_shell_quotes():
-    from shoal.kernel_ext.magics import _remote_parser, _task_options
+    from shoal.kernel_ext.magic_options import remote_parser, task_options
 
-    args = _remote_parser().parse_argstring("""--resources '{"accelerator": 0.5}' --num-gpus 1 --num-cpus 0.5""")
-    assert _task_options(args) == {"num_cpus": 0.5, "num_gpus": 1, "resources": {"accelerator": 0.5}}
+    args = remote_parser().parse_argstring("""--resources '{"accelerator": 0.5}' --num-gpus 1 --num-cpus 0.5""")
+    assert task_options(args) == {"num_cpus": 0.5, "num_gpus": 1, "resources": {"accelerator": 0.5}}
 
 
 def test_unpicklable_capture_is_a_usage_error(shell):
