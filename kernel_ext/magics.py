@@ -392,7 +392,8 @@ class ShoalMagics(Magics):
         if args.limit < 1:
             raise UsageError(f"%shoal tasks: --limit must be at least 1, got {args.limit}")
         try:
-            status_view.recent_tasks((), state=args.state)  # checks the state before asking the cluster
+            if args.state is not None:
+                status_view.task_states(args.state)  # a bad state is named before the cluster is asked
         except ValueError as error:
             raise UsageError(f"%shoal tasks: {error}") from None
         self._require_cluster("tasks")

@@ -18,6 +18,7 @@ __all__ = [
     "distinct_suffixes",
     "format_duration_ms",
     "recent_tasks",
+    "task_states",
 ]
 
 TASK_COLUMNS = ("task_id", "name", "state", "type", "worker_pid", "duration")
@@ -66,6 +67,20 @@ def distinct_suffixes(ids: list[str], min_digits: int = _MIN_ID_DIGITS) -> dict[
     return {text: text if len(text) <= length else "…" + text[-length:] for text in distinct}
 
 
+def task_states(state: str) -> tuple[str, ...]:
+    """The row states `state` stands for: one of `TASK_STATES`, or `pending`, in any case.
+
+    Raises:
+        ValueError: Not a task state.
+    """
+    wanted = state.strip().upper()
+    if wanted == "PENDING":
+        return _PENDING_STATES
+    if wanted in TASK_STATES:
+        return (wanted,)
+    raise ValueError(f"unknown task state {state!r}; use one of {', '.join(TASK_STATES)} or pending")
+
+
 def recent_tasks(rows, state: str | None = None, name: str | None = None, limit: int | None = None) -> list[dict]:
     """Task rows most recent first, optionally of one state and with a name containing `name`.
 
@@ -86,15 +101,7 @@ def recent_tasks(rows, state: str | None = None, name: str | None = None, limit:
     """
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1, got {limit}")
-    states = None
-    if state is not None:
-        wanted = state.strip().upper()
-        if wanted == "PENDING":
-            states = _PENDING_STATES
-        elif wanted in TASK_STATES:
-            states = (wanted,)
-        else:
-            raise ValueError(f"unknown task state {state!r}; use one of {', '.join(TASK_STATES)} or pending")
+    states = task_states(state) if state is not None else None
     needle = name.lower() if name is not None else None
     selected = [
         (index, row)
