@@ -72,11 +72,13 @@ endef
 # is pinned there, so --no-deps: pip installs exactly that list and resolves nothing; pip check
 # then proves the list complete and consistent. setuptools and wheel are in the list, so the
 # editable build uses them (--no-build-isolation) rather than fetching unpinned ones.
+# The kernel spec puts DIR/bin first on the kernel's PATH (jupyter_client expands $${PATH} when it
+# starts the kernel), so `!shoal status` and `!pip` in a notebook are this venv's.
 define fill_venv
 	time $(1)/bin/python -m pip install --no-deps -r $(1)/requirements.txt
 	$(1)/bin/python -m pip install --no-deps --no-build-isolation -e .
 	$(1)/bin/python -m pip check
-	$(1)/bin/python -m ipykernel install --sys-prefix --name python3
+	$(1)/bin/python -m ipykernel install --sys-prefix --name python3 --env PATH '$(abspath $(1))/bin:$${PATH}'
 endef
 
 # $(call resolve,OUTPUT,UPGRADE): resolve pyproject.toml's dependencies and extras (all of them:

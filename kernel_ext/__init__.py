@@ -3,8 +3,9 @@
 The cluster starts on the first `%%remote` / `%remote` (or with `%shoal init`).
 Inside an ipykernel it also routes worker output to the cell that submitted each task
 (`output_routing`) and shows a progress bar in a cell blocked on many refs or a long `%%remote`
-cell (`wait_display`). `%unload_ext shoal` removes the magics, gives output back to the runtime
-and stops the extension's background threads.
+cell (`wait_display`). In any IPython shell, an interrupt shows the cell's frames, not shoal's
+(`interrupts`). `%unload_ext shoal` removes the magics, gives output back to the runtime and
+stops the extension's background threads.
 IPython is imported here only when the extension is loaded, never by `import shoal`.
 """
 
@@ -26,6 +27,8 @@ _LOADED: dict[int, ShoalMagics] = {}
 _ROUTERS: dict[int, KernelOutputRouter] = {}
 # The wait progress bars per shell (only for shells inside an ipykernel).
 _WAIT_DISPLAYS: dict[int, WaitDisplays] = {}
+# Shells whose KeyboardInterrupt handler the extension set.
+_INTERRUPTS: set[int] = set()
 
 
 def load_ipython_extension(ipython) -> None:
@@ -45,6 +48,10 @@ def load_ipython_extension(ipython) -> None:
     magics = ShoalMagics(ipython)
     ipython.register_magics(magics)
     _LOADED[id(ipython)] = magics
+    from . import interrupts
+
+    if interrupts.install(ipython):
+        _INTERRUPTS.add(id(ipython))
     from .output_routing import KernelOutputRouter, kernel_of
 
     kernel = kernel_of(ipython)
@@ -55,7 +62,8 @@ def load_ipython_extension(ipython) -> None:
         magics.router = router
         from .wait_display import WaitDisplays
 
-        displays = WaitDisplays()
+        # The cell's unfinished line goes out before a wait's summary line, which ends the cell.
+        displays = WaitDisplays(before_summary=router.flush_partial_lines)
         displays.install()
         _WAIT_DISPLAYS[id(ipython)] = displays
 
@@ -74,6 +82,11 @@ def unload_ipython_extension(ipython) -> None:
     displays = _WAIT_DISPLAYS.pop(id(ipython), None)
     if displays is not None:
         displays.close()
+    if id(ipython) in _INTERRUPTS:
+        _INTERRUPTS.discard(id(ipython))
+        from . import interrupts
+
+        interrupts.uninstall(ipython)
     widgets = sys.modules.get("shoal.widgets")
     if widgets is not None:
         widgets.stop_refresher()  # the widgets' one refresher thread goes with the extension

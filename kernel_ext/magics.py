@@ -1,35 +1,35 @@
 """The `%%remote`, `%remote`, `%remote_reset` and `%shoal` magics.
 
-Owns the kernel side of remote cells: option parsing, capturing the names a cell reads from the
-user namespace, submitting the cell (as a task or to a namespace actor), waiting for it, and
-writing its results back. The remote side is in `remote_cell`; nothing here uses `shoal._core`.
+Owns the kernel side of remote cells: capturing the names a cell reads from the user namespace,
+submitting the cell (as a task or to a namespace actor), waiting for it, and writing its results
+back. Options are parsed in `magic_options`, IPython syntax translated in `cell_syntax`; the
+remote side is in `remote_cell`; nothing here uses `shoal._core`.
 
     %%remote cell ─▶ (IPython syntax ─▶ Python) ─▶ analyze_cell ─▶ capture values/refs
                                                         ─▶ run_cell.remote / actor.run.remote
     display_data (live, via output_routing, in a kernel)  ◀───────────────────────┤
     user_ns ◀── push CellResult.values, show CellResult.displays ◀── shoal.get ◀──┘
+    --async: the value's ref is bound to `_remote`; the cell's status line (async_status) says
+    running / done / failed, and the watcher pushes the names when the task ends.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import functools
-import json
-import re
-import shlex
 import sys
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import shoal
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import MagicArgumentParser
 from shoal import exceptions
 from shoal.util import output, state
 
-from . import cell_analysis, remote_cell, remote_shell, status_view, wait_display
+from . import cell_analysis, cell_syntax, output_routing, remote_cell, status_view, wait_display
 from .async_cells import AsyncCellWatcher
+from .async_status import AsyncCellStatus
+from .magic_options import init_parser, remote_parser, task_options, tasks_parser
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -38,100 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ShoalMagics"]
 
-DEFAULT_OUT_REF = "_remote"
-# Names the worker provides itself in a remote cell; never captured from the notebook.
-_WORKER_BUILTINS = ("get_ipython",)
-_SHELL_FIELD = re.compile(r"\$\{([^{}]*)\}|\{([^{}]*)\}|\$([A-Za-z_]\w*)")
-
-
-class _Parser(MagicArgumentParser):
-    """A magic's option parser whose errors name the magic and raise UsageError."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog=prog)
-        self.allow_abbrev = False
-
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
-
-    @overload
-    def parse_argstring(self, argstring: str, *, partial: Literal[False] = False) -> argparse.Namespace: ...
-    @overload
-    def parse_argstring(self, argstring: str, *, partial: Literal[True]) -> tuple[argparse.Namespace, list[str]]: ...
-    def parse_argstring(self, argstring: str, *, partial: bool = False):
-        """Parse with shell quoting, so `--resources '{"a": 1}'` arrives without its quotes."""
-        try:
-            argv = shlex.split(argstring)
-        except ValueError as error:
-            raise UsageError(f"{self.prog}: {error}") from None
-        return self.parse_known_args(argv) if partial else self.parse_args(argv)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
-    bad = [name for name in names if not name.isidentifier()]
-    if bad:
-        raise UsageError(f"not a variable name: {', '.join(map(repr, bad))}")
-    return names
-
-
-def _remote_parser() -> _Parser:
-    parser = _Parser("%%remote")
-    parser.add_argument("--num-cpus", type=float)
-    parser.add_argument("--num-gpus", type=float)
-    parser.add_argument("--memory", type=float, help="bytes of memory to reserve")
-    parser.add_argument("--resources", help="custom resources as a JSON object")
-    parser.add_argument("--retries", type=int, help="max_retries of the task")
-    parser.add_argument("--timeout", type=float, help="seconds to wait before GetTimeoutError")
-    parser.add_argument("--name", help="the task's name in the state API")
-    capture = parser.add_mutually_exclusive_group()
-    capture.add_argument("--capture", type=_names, help="names to capture, comma separated")
-    capture.add_argument("--no-capture", action="store_true")
-    push = parser.add_mutually_exclusive_group()
-    push.add_argument("--out", type=_names, help="names to write back, comma separated")
-    push.add_argument("--no-push", action="store_true")
-    parser.add_argument("--async", dest="run_async", action="store_true")
-    parser.add_argument("--out-ref", default=DEFAULT_OUT_REF)
-    parser.add_argument("--actor", help="run in this named actor's persistent namespace")
-    return parser
-
-
-def _init_parser() -> _Parser:
-    parser = _Parser("%shoal init")
-    parser.add_argument("--num-cpus", type=int)
-    parser.add_argument("--num-gpus", type=int)
-    parser.add_argument("--address")
-    return parser
-
-
-def _task_options(args) -> dict:
-    """The task options the parsed `%%remote` options ask for (only those given)."""
-    options = {}
-    for name in ("num_cpus", "num_gpus", "memory"):
-        value = getattr(args, name)
-        if value is not None:
-            if value < 0:
-                raise UsageError(f"%%remote: --{name.replace('_', '-')} must be >= 0, got {value:g}")
-            options[name] = int(value) if float(value).is_integer() else value
-    if args.resources is not None:
-        try:
-            resources = json.loads(args.resources)
-        except json.JSONDecodeError as error:
-            raise UsageError(f"%%remote: --resources must be a JSON object: {error}") from None
-        if not isinstance(resources, dict) or not all(isinstance(v, (int, float)) for v in resources.values()):
-            raise UsageError("%%remote: --resources must be a JSON object of numbers, such as '{\"tpu\": 1}'")
-        options["resources"] = resources
-    if args.retries is not None:
-        if args.retries < -1:
-            raise UsageError(f"%%remote: --retries must be >= -1, got {args.retries}")
-        options["max_retries"] = args.retries
-    if args.name is not None:
-        options["name"] = args.name
-    if args.timeout is not None and args.timeout < 0:
-        raise UsageError(f"%%remote: --timeout must be >= 0, got {args.timeout:g}")
-    if not args.out_ref.isidentifier():
-        raise UsageError(f"%%remote: --out-ref must be a variable name, got {args.out_ref!r}")
-    return options
+# Every task row the cluster keeps (its history is bounded): `%shoal tasks` sorts and cuts them.
+_ALL_ROWS = 1 << 30
 
 
 @magics_class
@@ -142,9 +50,12 @@ class ShoalMagics(Magics):
 
     def __init__(self, shell) -> None:
         super().__init__(shell)
-        self._remote_parser = _remote_parser()
-        self._init_parser = _init_parser()
+        self._remote_parser = remote_parser()
+        self._init_parser = init_parser()
+        self._tasks_parser = tasks_parser()
         self._watcher = AsyncCellWatcher()
+        # Status lines of async cells still running, so they can say when they are given up.
+        self._async_statuses: set[AsyncCellStatus] = set()
         self._actors: dict[str, Any] = {}  # name -> namespace actor handle
         self._cell_count = 0
         # The kernel's output router, set by `load_ipython_extension` inside an ipykernel.
@@ -161,8 +72,14 @@ class ShoalMagics(Magics):
             self.shell.events.unregister("pre_run_cell", self._before_cell)
         except ValueError:
             pass
-        self._watcher.close()
+        self._stop_watching("the shoal extension was unloaded")
         self._actors.clear()
+
+    def _stop_watching(self, reason: str) -> None:
+        self._watcher.close()
+        statuses, self._async_statuses = self._async_statuses, set()
+        for status in statuses:
+            status.abandoned(reason)
 
     # ------------------------------------------------------------------ %%remote and %remote
 
@@ -184,6 +101,12 @@ class ShoalMagics(Magics):
         `%%bash`, `%%sh` as the first line of the body. Any other magic is a UsageError
         naming it, before anything is sent.
 
+        The cell's task is named after the cell (`cell [7]`, unless `--name`), and an error in it
+        shows the cell's own frames under `Cell In[7]`. With `--async` the cell returns at once:
+        the ref of its value is bound to `_remote` (`--out-ref`), so `shoal.get(_remote)` gives
+        the value; in a kernel the cell shows a status line (running, done in N s, or failed
+        with the error) and its names are written back when it finishes.
+
         Args:
             line: The options (cell magic) or the expression (line magic).
             cell: The cell's source; None for the line magic.
@@ -199,13 +122,15 @@ class ShoalMagics(Magics):
         if cell is None:
             return self._remote_expression(line)
         args = self._remote_parser.parse_argstring(line)
-        options = _task_options(args)
-        source, original = _translate(self.shell, cell)
+        options = task_options(args)
+        source, original = cell_syntax.translate(self.shell, cell)
         names = cell_analysis.analyze_cell(source)
         reads, assigns = names.reads, names.assigns
         if original is not None:
-            magic_reads, magic_assigns = _magic_names(ast.parse(source))
-            reads = tuple(dict.fromkeys(name for name in (*reads, *magic_reads) if name not in _WORKER_BUILTINS))
+            magic_reads, magic_assigns = cell_syntax.magic_names(ast.parse(source))
+            reads = tuple(
+                dict.fromkeys(name for name in (*reads, *magic_reads) if name not in cell_syntax.WORKER_BUILTINS)
+            )
             assigns = tuple(dict.fromkeys((*assigns, *magic_assigns)))
         if args.no_capture:
             capture = ()
@@ -214,15 +139,25 @@ class ShoalMagics(Magics):
         else:
             capture = reads
         out_names = () if args.no_push else (args.out if args.out is not None else assigns)
-        ref = self._submit(
-            source, capture, out_names, options, args.actor, explicit=args.capture is not None, original=original
+        number = self._cell_number()
+        value_ref, result_ref = self._submit(
+            source,
+            capture,
+            out_names,
+            options,
+            args.actor,
+            number,
+            explicit=args.capture is not None,
+            original=original,
         )
         if args.run_async:
-            self.shell.user_ns[args.out_ref] = ref
-            self._watcher.watch(ref, functools.partial(self._push_async, out_ref=args.out_ref))
+            self.shell.user_ns[args.out_ref] = value_ref
+            status = self._async_status(args.out_ref)
+            on_ready = functools.partial(self._push_async, number=number, out_ref=args.out_ref, status=status)
+            self._watcher.watch(result_ref, on_ready)
             return None
-        result = self._wait(ref, args.timeout)
-        return self._finish(result)
+        value, result = self._wait([value_ref, result_ref], args.timeout, number)
+        return self._finish(value, result)
 
     def _remote_expression(self, line: str):
         source = line.strip()
@@ -232,9 +167,26 @@ class ShoalMagics(Magics):
             reads = cell_analysis.expression_reads(source)
         except SyntaxError as error:
             raise UsageError(f"%remote: not a single expression: {error}") from None
-        result = self._wait(self._submit(source, reads, (), {}, None, explicit=False), None)
+        number = self._cell_number()
+        refs = self._submit(source, reads, (), {}, None, number, explicit=False)
+        value, result = self._wait(list(refs), None, number)
         _show_displays(result.displays)
-        return result.value
+        return value
+
+    def _cell_number(self) -> int:
+        """The `[N]` of the notebook cell running this magic, as IPython names the cell's frames
+        (`Cell In[N]`): the outermost frame compiled from a cell. A magic called from code
+        outside any cell (`run_cell_magic` in a script) counts its own."""
+        numbers = getattr(getattr(self.shell, "compile", None), "_filename_map", None) or {}
+        number = None
+        frame = sys._getframe(1)
+        while frame is not None:
+            number = numbers.get(frame.f_code.co_filename, number)
+            frame = frame.f_back
+        if number is not None:
+            return number
+        self._cell_count += 1
+        return getattr(self.shell, "execution_count", None) or self._cell_count
 
     def _capture(self, names: tuple[str, ...], explicit: bool) -> tuple[dict, dict]:
         """Split the captured names' values into plain values and ObjectRefs."""
@@ -262,16 +214,16 @@ class ShoalMagics(Magics):
         out_names,
         options: dict,
         actor: str | None,
+        number: int,
         explicit: bool,
         original: str | None = None,
     ):
+        """Send the cell; returns the refs of its value and of its `CellResult`."""
         self._ensure_cluster()
         values, refs = self._capture(tuple(capture), explicit)
-        self._cell_count += 1
-        count = getattr(self.shell, "execution_count", None) or self._cell_count
         request = remote_cell.CellRequest(
             source=source,
-            filename=f"<remote-cell-{count}>",
+            filename=f"<remote-cell-{number}>",
             values=values,
             ref_names=tuple(refs),
             out_names=tuple(out_names),
@@ -279,12 +231,13 @@ class ShoalMagics(Magics):
             live_display=self.router is not None and output.delivers_logs(),
             original_source=original,
         )
+        # The task is named after its cell, as `%shoal tasks` and the output prefixes show it.
+        options = {"name": f"cell [{number}]", **options}
         try:
             if actor is None:
                 return remote_cell.run_cell.options(**options).remote(request, *refs.values())
             handle = self._namespace_actor(actor, options)
-            method = handle.run.options(name=options["name"]) if "name" in options else handle.run
-            return method.remote(request, *refs.values())
+            return handle.run.options(name=options["name"]).remote(request, *refs.values())
         except Exception as error:
             unpicklable = {name: remote_cell.unpicklable_reason(value) for name, value in values.items()}
             unpicklable = {name: reason for name, reason in unpicklable.items() if reason and reason != "a module"}
@@ -309,42 +262,66 @@ class ShoalMagics(Magics):
             self._actors[name] = handle
         return handle
 
-    def _wait(self, ref, timeout_s: float | None) -> remote_cell.CellResult:
+    def _wait(self, refs: list, timeout_s: float | None, number: int) -> tuple[object, remote_cell.CellResult]:
         try:
             # In a kernel, a cell that runs past a moment shows its elapsed time (wait_display).
             with wait_display.labelled("%%remote"):
-                return shoal.get(ref, timeout=timeout_s)
+                value, result = shoal.get(refs, timeout=timeout_s)
+                return value, result
+        except exceptions.RayTaskError as error:
+            _name_cell(error, number)
+            raise
         except (exceptions.GetTimeoutError, KeyboardInterrupt):
             # The cell is abandoned: it must not keep running (and holding resources) unseen.
             try:
-                shoal.cancel(ref)
+                shoal.cancel(refs[0])
             except Exception:  # cancelling is best effort; the timeout is what to report
                 pass
             raise
 
     def _push(self, result: remote_cell.CellResult) -> None:
         self.shell.user_ns.update(result.values)
-        skipped = {name: reason for name, reason in result.skipped.items() if reason != "a module"}
+        skipped = _reported_skips(result)
         if skipped:
             details = "; ".join(f"{name}: {reason}" for name, reason in skipped.items())
             print(f"%%remote: not written back: {details}", file=sys.stderr)
 
-    def _finish(self, result: remote_cell.CellResult):
+    def _finish(self, value, result: remote_cell.CellResult):
         _show_displays(result.displays)
         self._push(result)
-        return result.value if result.has_value else None
+        return value if result.has_value else None
 
-    def _push_async(self, ref, out_ref: str) -> None:
+    def _async_status(self, out_ref: str) -> AsyncCellStatus | None:
+        """The async cell's own status line, in a kernel (elsewhere there is no cell to put it in)."""
+        kernel = output_routing.kernel_of(self.shell)
+        if kernel is None:
+            return None
+        status = AsyncCellStatus(kernel, out_ref)
+        self._async_statuses.add(status)
+        return status
+
+    def _push_async(self, ref, number: int, out_ref: str, status: AsyncCellStatus | None) -> None:
+        self._async_statuses.discard(status)
         try:
             result = shoal.get(ref)
         except Exception as error:  # raised in full when the user reads the ref
-            print(
-                f"%%remote --async: the cell failed with {type(error).__name__}; shoal.get({out_ref}) shows why",
-                file=sys.stderr,
-            )
+            if isinstance(error, exceptions.RayTaskError):
+                _name_cell(error, number)
+            if status is not None:
+                status.failed(error)
+            else:
+                print(
+                    f"%%remote --async: the cell failed with {type(error).__name__}; shoal.get({out_ref}) shows why",
+                    file=sys.stderr,
+                )
             return
-        _show_displays(result.displays)
-        self._push(result)
+        if status is None:
+            _show_displays(result.displays)
+            self._push(result)
+            return
+        status.show_displays(result.displays)
+        self.shell.user_ns.update(result.values)
+        status.done(list(result.values), _reported_skips(result))
 
     @line_magic
     def remote_reset(self, line: str) -> None:
@@ -364,7 +341,7 @@ class ShoalMagics(Magics):
                 handle = shoal.get_actor(remote_cell.actor_name(name))
             except ValueError:
                 raise UsageError(f"%remote_reset: no actor namespace {name!r}") from None
-        cleared = shoal.get(handle.reset.remote())
+        cleared = shoal.get(handle.reset.options(name=f"%remote_reset {name}").remote())
         print(f"cleared {cleared} names in actor namespace {name!r}")
 
     # ------------------------------------------------------------------------------- %shoal
@@ -372,6 +349,11 @@ class ShoalMagics(Magics):
     @line_magic
     def shoal(self, line: str):
         """`%shoal init|status|shutdown|tasks|actors`: manage and inspect the cluster.
+
+        `%shoal tasks [--state STATE] [--name TEXT] [--limit N]` lists the most recent tasks
+        first (20 unless `--limit`), optionally only those in one state (`RUNNING`, `FINISHED`,
+        `FAILED`, `pending`, ...) or whose name contains TEXT. A `%%remote` cell's task is named
+        after its cell, such as `cell [7]`.
 
         Returns:
             `init`: the RayContext; `status`: a ClusterStatus; `tasks`/`actors`: a StateTable.
@@ -383,6 +365,8 @@ class ShoalMagics(Magics):
         if command == "init":
             args = self._init_parser.parse_argstring(rest)
             return shoal.init(num_cpus=args.num_cpus, num_gpus=args.num_gpus, address=args.address)
+        if command == "tasks":
+            return self._tasks(rest)
         if rest.strip():
             raise UsageError(f"%shoal {command}: takes no options, got {rest.strip()!r}")
         if command == "status":
@@ -397,14 +381,11 @@ class ShoalMagics(Magics):
                 shoal.cluster_resources(), shoal.available_resources(), state.summarize_tasks()
             )
         if command == "shutdown":
-            self._watcher.close()
+            self._stop_watching("the cluster was shut down")
             self._actors.clear()
             self._watcher = AsyncCellWatcher()
             shoal.shutdown()
             return None
-        if command == "tasks":
-            self._require_cluster("tasks")
-            return status_view.StateTable("tasks", status_view.TASK_COLUMNS, tuple(state.list_tasks()))
         if command == "actors":
             self._require_cluster("actors")
             return status_view.StateTable("actors", status_view.ACTOR_COLUMNS, tuple(state.list_actors()))
@@ -413,6 +394,20 @@ class ShoalMagics(Magics):
             if command
             else "%shoal: give a command: init, status, shutdown, tasks or actors"
         )
+
+    def _tasks(self, options: str) -> status_view.StateTable:
+        args = self._tasks_parser.parse_argstring(options)
+        if args.limit < 1:
+            raise UsageError(f"%shoal tasks: --limit must be at least 1, got {args.limit}")
+        try:
+            if args.state is not None:
+                status_view.task_states(args.state)  # a bad state is named before the cluster is asked
+        except ValueError as error:
+            raise UsageError(f"%shoal tasks: {error}") from None
+        self._require_cluster("tasks")
+        matching = status_view.recent_tasks(state.list_tasks(limit=_ALL_ROWS), state=args.state, name=args.name)
+        rows = tuple(matching[: args.limit])
+        return status_view.StateTable("tasks", status_view.TASK_COLUMNS, rows, total=len(matching))
 
     @staticmethod
     def _require_cluster(command: str) -> None:
@@ -425,89 +420,14 @@ class ShoalMagics(Magics):
             shoal.init()
 
 
-# ------------------------------------------------------------------ IPython syntax in a cell
+def _name_cell(error, number: int) -> None:
+    """Head a `%%remote` cell's error with its cell rather than the task's function."""
+    error.proctitle = f"Cell In[{number}] on the cluster"
 
 
-def _translate(shell, cell: str) -> tuple[str, str | None]:
-    """The cell as Python, and the cell as typed when that differs.
-
-    A cell that parses is sent as it is; one that does not (`!cmd`, `x = !cmd`, `%magic`,
-    `%%magic`) is translated by the shell's input transformers into `get_ipython()` calls,
-    which the worker's `remote_shell.RemoteShell` serves.
-
-    Raises:
-        UsageError: The cell is not valid Python, translated or not.
-    """
-    try:
-        ast.parse(cell)
-        return cell, None
-    except SyntaxError as error:
-        first_error = error
-    translated = shell.transform_cell(cell)
-    try:
-        ast.parse(translated)
-    except SyntaxError:
-        raise UsageError(f"%%remote: the cell is not valid Python: {first_error}") from None
-    return translated, cell
-
-
-def _magic_names(tree: ast.Module) -> tuple[list[str], list[str]]:
-    """Check a translated cell's magics run remotely; the names their text reads and binds.
-
-    `$name` and `{expr}` in a shell command read names, and so does the statement of
-    `%time`/`%timeit` (a `%time` assignment binds its target): these are in strings, so
-    `analyze_cell` does not see them.
-
-    Raises:
-        UsageError: A magic that cannot run on a worker (named, with the ones that can).
-    """
-    reads: list[str] = []
-    assigns: list[str] = []
-    for node in ast.walk(tree):
-        method = _shell_method(node)
-        if method is None:
-            continue
-        assert isinstance(node, ast.Call)  # what _shell_method matches
-        texts = [arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "" for arg in node.args]
-        if method in ("system", "getoutput") and texts:
-            reads += _command_reads(texts[0])
-        elif method in ("run_line_magic", "run_cell_magic") and len(texts) >= 2:
-            cell_magic = method == "run_cell_magic"
-            name = texts[0]
-            if name not in (remote_shell.CELL_MAGICS if cell_magic else remote_shell.LINE_MAGICS):
-                raise UsageError(remote_shell.unsupported_magic_message(name, cell=cell_magic))
-            if name in ("system", "sx"):
-                reads += _command_reads(texts[1])
-            elif name in ("time", "timeit"):
-                for code in texts[1:]:
-                    try:
-                        names = cell_analysis.analyze_cell(code)
-                    except SyntaxError:
-                        continue  # the worker reports it, with the magic's line
-                    reads += names.reads
-                    assigns += names.assigns if name == "time" else ()
-    return reads, assigns
-
-
-def _shell_method(node: ast.AST) -> str | None:
-    """`method` for a `get_ipython().method(...)` call node, else None."""
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-        return None
-    target = node.func.value
-    if isinstance(target, ast.Call) and isinstance(target.func, ast.Name) and target.func.id == "get_ipython":
-        return node.func.attr
-    return None
-
-
-def _command_reads(command: str) -> list[str]:
-    reads: list[str] = []
-    for match in _SHELL_FIELD.finditer(command):
-        expression = next(group for group in match.groups() if group is not None)
-        try:
-            reads += cell_analysis.expression_reads(expression)
-        except SyntaxError:
-            continue  # not an expansion IPython would make either; the text runs as written
-    return reads
+def _reported_skips(result: remote_cell.CellResult) -> dict[str, str]:
+    """Names not written back that are worth a word (modules never are)."""
+    return {name: reason for name, reason in result.skipped.items() if reason != "a module"}
 
 
 def _show_displays(messages: list) -> None:

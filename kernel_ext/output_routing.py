@@ -5,8 +5,10 @@ when each task is submitted, and the log handler (on the client's I/O thread) se
 lines as `stream` messages with that cell's parent header, so they land in that cell even while
 a later one runs. Rich output of `%%remote` cells arrives on the same channel as marked records
 (`cell_display`) and goes out as `display_data` (or `update_display_data` / `clear_output`),
-in order with the text around it. Installed by `%load_ext shoal` only inside an ipykernel; a plain IPython
-shell keeps the runtime's own printing. Must not block: the handler runs on the client's I/O
+in order with the text around it. Text without a newline goes out after a short delay (a timer
+on `shoal-output-notes`), or at once when a wait's summary line is due (`flush_partial_lines`).
+Installed by `%load_ext shoal` only inside an ipykernel; a plain IPython shell keeps the
+runtime's own printing. Must not block: the handler runs on the client's I/O
 thread and the listener on every submit.
 """
 
@@ -77,6 +79,15 @@ class KernelOutputRouter:
             timer.cancel()
             if timer is not threading.current_thread():
                 timer.join(CLOSE_TIMEOUT_S)
+
+    def flush_partial_lines(self) -> None:
+        """Send every unfinished line now (any thread): a line that must follow them is next."""
+        try:
+            with self._lock:
+                if not self._closed:
+                    self._send(self._state.flush_partial_lines())
+        except Exception:  # output must never break the caller (a cell's wait)
+            logger.exception("sending unfinished output lines to the notebook failed")
 
     # ------------------------------------------------------------------------ callbacks
 

@@ -10,7 +10,10 @@ are the worker's own (`cell_display`, `remote_shell`).
     driver (magics)                       worker / actor
     source, captured values, refs  ──▶    execute_cell(namespace, ...)
                                    ◀──    display messages (live, as marked stdout records)
-                                   ◀──    CellResult(values, skipped, value, displays)
+                                   ◀──    return 1: the cell's value; return 2: CellResult(values, skipped, displays)
+
+A failing cell's traceback starts at the cell's own frame: the frames of this module (and the
+runtime's, which `RayTaskError` leaves out) are not the user's code.
 
 No IPython here: this module is imported on workers. Uses the public API only.
 """
@@ -59,7 +62,9 @@ class CellRequest:
 
 @dataclass
 class CellResult:
-    """What a remote cell gives back; `shoal.get` on an `--async` cell's ref returns this.
+    """What a remote cell gives back to the magics besides its value (`execute_cell` returns it
+    with the value in; the remote function sends the value as its own return, which is the ref
+    an `--async` cell binds, so `shoal.get(_remote)` gives the cell's value).
 
     Attributes:
         values: The pushed-back names and their values.
@@ -173,12 +178,32 @@ class _Unpicklable:
         return self.text
 
 
-def _run_cell(request: CellRequest, *ref_values) -> CellResult:
-    return execute_cell(_fresh_namespace(), request, ref_values)
+def _from_cell_frame(error: BaseException, filename: str) -> None:
+    """Drop the frames above the cell's own from `error`'s traceback (this module's, the runtime's)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    if tb is not None:  # else the cell never ran (it failed to compile): keep what there is
+        error.__traceback__ = tb
 
 
-run_cell = shoal.remote(_run_cell)
-"""The remote function a `%%remote` cell runs as; its ObjectRef args arrive as values."""
+def _returns(result: CellResult) -> tuple[object, CellResult]:
+    """The cell's value and the rest, as the two returns of a cell's task."""
+    value, result.value = result.value, None
+    return value, result
+
+
+def _run_cell(request: CellRequest, *ref_values) -> tuple[object, CellResult]:
+    try:
+        return _returns(execute_cell(_fresh_namespace(), request, ref_values))
+    except BaseException as error:
+        _from_cell_frame(error, request.filename)
+        raise  # a bare raise keeps the trimmed traceback: this frame is not added again
+
+
+run_cell = shoal.remote(num_returns=2)(_run_cell)
+"""The remote function a `%%remote` cell runs as: returns (value, CellResult); its ObjectRef args
+arrive as values."""
 
 
 class _CellNamespaceActor:
@@ -187,8 +212,13 @@ class _CellNamespaceActor:
     def __init__(self) -> None:
         self.namespace = _fresh_namespace()
 
-    def run(self, request: CellRequest, *ref_values) -> CellResult:
-        return execute_cell(self.namespace, request, ref_values)
+    @shoal.method(num_returns=2)
+    def run(self, request: CellRequest, *ref_values) -> tuple[object, CellResult]:
+        try:
+            return _returns(execute_cell(self.namespace, request, ref_values))
+        except BaseException as error:
+            _from_cell_frame(error, request.filename)
+            raise
 
     def reset(self) -> int:
         cleared = len([name for name in self.namespace if not name.startswith("__")])

@@ -2,12 +2,14 @@
 
 Owns the kernel side of the runtime's wait hook (`shoal.util.output.add_wait_listener`):
 deciding which waits deserve a bar, showing it once the wait has lasted `DELAY_S`, updating it,
-and replacing it with a static summary line when the wait ends. Installed by `%load_ext shoal`
-only inside an ipykernel; never shown when `SHOAL_NONINTERACTIVE=1`.
+and, when the wait ends, blanking it and showing a static summary line after whatever the cell
+printed meanwhile (so the summary ends the cell's output, as its last word). Installed by
+`%load_ext shoal` only inside an ipykernel; never shown when `SHOAL_NONINTERACTIVE=1`.
 
     cell thread: get/wait ──listener(info)──▶ WaitDisplays.add ──▶ _PendingWait (nothing drawn)
     shoal-widgets-refresher ──_refresh──▶ tick(now): after DELAY_S show the widget, then update
-    cell thread: get/wait returns/raises ──finish(outcome)──▶ summary line replaces the widget
+    cell thread: get/wait returns/raises ──finish(outcome)──▶ before_summary() (unfinished
+        output lines go out) ──▶ widget blanked, summary line shown at the end of the cell
 
 No thread of its own: the widgets' one refresher thread does the drawing. ipywidgets is imported
 only when a bar is first shown. A wait qualifies when it is on the kernel's main thread (the
@@ -50,8 +52,11 @@ def labelled(label: str):
         _label = previous
 
 
+_BLANK = {"text/plain": ""}
+
+
 class _NotebookView:
-    """The widget for one wait: displayed with a display id so the summary can replace it."""
+    """The widget for one wait: displayed with a display id, so it can be blanked at the end."""
 
     def __init__(self, info, label: str | None, display: Callable | None = None) -> None:
         from shoal.widgets.progress import WaitProgress
@@ -60,6 +65,7 @@ class _NotebookView:
             from IPython.display import display
         description = label or f"shoal.{info.kind}"
         self.widget = WaitProgress(info.total, info.num_returns, description, elapsed_only=label is not None)
+        self._display = display
         self.handle = display(self.widget, display_id=True)
 
     def update(self, ready: int, elapsed_s: float) -> None:
@@ -69,7 +75,11 @@ class _NotebookView:
         summary = self.widget.summary(outcome, ready, elapsed_s)
         try:
             if self.handle is not None:
-                self.handle.update(summary)
+                # Output the cell printed after the bar appeared sits below it: the summary goes
+                # after that output, and the bar's place is left empty (a saved notebook keeps
+                # no widget).
+                self.handle.update(_BLANK, raw=True)
+            self._display(summary)
         finally:
             self.widget.close()
 
@@ -94,6 +104,8 @@ class WaitDisplays:
         min_refs: the fewest refs a plain get/wait must wait for to get a bar.
         view_factory: `view_factory(info, label)` makes the drawn view (tests pass a fake).
         linger_s: how long to stay registered with the refresher after the last wait.
+        before_summary: called before a shown bar's summary line (the output router's flush of
+            unfinished lines, so they come before it).
     """
 
     def __init__(
@@ -102,11 +114,13 @@ class WaitDisplays:
         min_refs: int = MIN_REFS,
         view_factory: Callable | None = None,
         linger_s: float = LINGER_S,
+        before_summary: Callable[[], None] | None = None,
     ) -> None:
         self.delay_s = delay_s
         self.min_refs = min_refs
         self.linger_s = linger_s
         self._view_factory = view_factory or _NotebookView
+        self._before_summary = before_summary
         self._lock = threading.RLock()
         self._waits: list[_PendingWait] = []
         self._last_active = time.monotonic()
@@ -161,6 +175,8 @@ class WaitDisplays:
             return  # ended before its delay: nothing was drawn
         ready = wait.info.total if outcome == "done" and wait.info.kind == "get" else _ready(wait.info)
         try:
+            if self._before_summary is not None:
+                self._before_summary()
             wait.view.finish(outcome, ready, time.monotonic() - wait.info.started_at)
         except Exception:
             logger.warning("finalizing the shoal wait progress bar failed", exc_info=True)

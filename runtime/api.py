@@ -511,14 +511,19 @@ _interrupted_tasks: set = set()
 def _cancel_on_interrupt(client: CoreClient, refs: list) -> None:
     """Ctrl-C (or a kernel interrupt) while waiting cancels the tasks being waited on.
 
-    The first interrupt cancels them (a running task sees TaskCancelledError); interrupting
-    again while waiting on the same tasks kills their workers.
+    Only tasks still running or queued are cancelled (and counted in the note): a ref whose
+    value is here already is finished. The first interrupt cancels them (a running task sees
+    TaskCancelledError); interrupting again while waiting on the same tasks kills their workers.
     """
     if task_context.process.mode != "driver":
         return
-    task_ids = {ref._id[:16] for ref in refs if ref._id[16:20] != b"\x00\x00\x00\x00"}
+    objects = client.objects
+    with objects.cond:
+        unfinished = [ref for ref in refs if ref._id not in objects.values]
+    task_ids = {ref._id[:16] for ref in unfinished if ref._id[16:20] != b"\x00\x00\x00\x00"}
     if not task_ids:
         return
+    waited = len({ref._id[:16] for ref in refs if ref._id[16:20] != b"\x00\x00\x00\x00"})
     force = bool(task_ids & _interrupted_tasks)
     for task_id in task_ids:
         client.outgoing.append(CancelTask(task_id, force, True))
@@ -526,9 +531,15 @@ def _cancel_on_interrupt(client: CoreClient, refs: list) -> None:
     _interrupted_tasks.clear()
     if not force:
         _interrupted_tasks.update(task_ids)
-    what = "killed the workers of" if force else "cancelled"
+    count = f"{len(task_ids)} task{'s' if len(task_ids) != 1 else ''}"
+    if force:
+        note = f"killed the workers of {count} still running after the first interrupt"
+    else:
+        note = f"cancelled {count} still running or queued"
+    if waited > len(task_ids):
+        note += f" ({waited - len(task_ids)} of the {waited} waited on had finished)"
     try:
-        sys.stderr.write(f"shoal: interrupted; {what} {len(task_ids)} task(s) this code was waiting on.\n")
+        sys.stderr.write(f"shoal: interrupted; {note}.\n")
     except Exception:
         pass
 

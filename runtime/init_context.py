@@ -9,6 +9,8 @@ No IPython here: the reprs are plain strings.
 from __future__ import annotations
 
 import html
+import os
+import shutil
 import sys
 
 REPR_QUERY_TIMEOUT_S = 5.0
@@ -87,7 +89,7 @@ class RayContext(dict):
             ("GPUs", _amount(totals.get("GPU", 0))),
             ("object store memory", _bytes(totals.get("object_store_memory", 0))),
             ("namespace", info.get("namespace") or ""),
-            ("dashboard", "run `shoal status` in a terminal, or `%shoal status` here"),
+            ("dashboard", _status_hint()),
             ("connect from another process", f'shoal.init(address="{_connect_address(address)}")'),
         ]
         custom = sorted(
@@ -129,6 +131,27 @@ class RayContext(dict):
             "<h3 style='margin:0.2em 0'>shoal cluster <small>(Ray-compatible)</small></h3>"
             f"<table class='shoal-context-table'>{body}</table></div>"
         )
+
+
+def _status_hint() -> str:
+    """How to see the cluster's status from where this repr is shown; every hint there works.
+
+    In IPython: `%shoal status` (after `%load_ext shoal` when the extension is not loaded), and
+    `!shoal status` when the `shoal` command is on this process's PATH. Elsewhere: the `shoal`
+    command, by its full path when it is not on PATH.
+    """
+    command = shutil.which("shoal")
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        loaded = "shoal" in getattr(getattr(shell, "extension_manager", None), "loaded", ())
+        hint = "`%shoal status`" if loaded else "`%load_ext shoal`, then `%shoal status`"
+        return f"{hint}, or `!shoal status`" if command else hint
+    if command is None:
+        beside = os.path.join(os.path.dirname(sys.executable), "shoal")
+        if os.path.exists(beside):
+            return f"run `{beside} status` in a terminal"
+    return "run `shoal status` in a terminal"
 
 
 def _html_value(label: str, value: str) -> str:

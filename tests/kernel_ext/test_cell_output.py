@@ -77,3 +77,48 @@ def test_flood_is_rate_limited_with_a_note():
     assert "… 40 more lines" in text_of(notes)
     # The next window shows lines again.
     assert text_of(state.receive([record("t1", "after\n")], now=1.5, current_cell=None)) == "after\n"
+
+
+def test_unfinished_line_is_shown_after_the_delay_and_finished_as_it_comes():
+    state = CellOutputState(partial_line_delay_s=0.2)
+    state.submitted("t1", "cell-1")
+    assert state.receive([record("t1", "loading")], now=0.0, current_cell=None) == []
+    assert state.next_due() == 0.2
+    assert state.flush_due(0.1) == []
+    assert state.flush_due(0.2) == [StreamChunk("cell-1", "stdout", "loading")]
+    assert state.next_due() is None
+    # The rest of the line follows as it is: no second start, never folded.
+    assert text_of(state.receive([record("t1", "... done\nnext\n")], now=0.3, current_cell=None)) == "... done\nnext\n"
+
+
+def test_carriage_returns_pass_through_and_repeat_the_prefix():
+    state = CellOutputState(partial_line_delay_s=0.2)
+    state.submitted("t1", "cell-1")
+    state.submitted("t2", "cell-1")  # two tasks: lines are prefixed
+    state.receive([record("t1", "\r 10%", pid=1)], now=0.0, current_cell=None)
+    assert text_of(state.flush_due(0.2)) == "(f pid=1) \r(f pid=1)  10%"
+    state.receive([record("t1", "\r 50%\r", pid=1)], now=0.3, current_cell=None)
+    # A trailing \r waits: a newline after it would undo it.
+    assert text_of(state.flush_due(0.5)) == "\r(f pid=1)  50%"
+    assert text_of(state.receive([record("t1", "\n", pid=1)], now=0.6, current_cell=None)) == "\n"
+
+
+def test_another_tasks_line_ends_an_open_line_first():
+    state = CellOutputState(partial_line_delay_s=0.2)
+    state.submitted("t1", "cell-1")
+    state.submitted("t2", "cell-1")
+    state.receive([record("t1", "step 1", pid=1)], now=0.0, current_cell=None)
+    state.flush_due(0.2)
+    other = state.receive([record("t2", "other\n", pid=2)], now=0.3, current_cell=None)
+    assert text_of(other) == "\n(f pid=2) other\n"
+    # The first task's rest now starts a line of its own.
+    rest = state.receive([record("t1", " done\n", pid=1)], now=0.4, current_cell=None)
+    assert text_of(rest) == "(f pid=1)  done\n"
+
+
+def test_flush_partial_lines_sends_what_is_held_at_once():
+    state = CellOutputState(partial_line_delay_s=10.0)
+    state.submitted("t1", "cell-1")
+    state.receive([record("t1", "no newline yet")], now=0.0, current_cell=None)
+    assert state.flush_partial_lines() == [StreamChunk("cell-1", "stdout", "no newline yet")]
+    assert state.flush_partial_lines() == []

@@ -80,3 +80,33 @@ def test_commands_that_need_a_cluster_say_so(loaded):
         loaded.run_line_magic("shoal", "tasks")
     with pytest.raises(UsageError, match="no actor namespace"):
         loaded.run_line_magic("remote_reset", "anything")
+
+
+def test_the_contexts_status_hint_works_where_it_is_shown(ipython_shell, monkeypatch, tmp_path):
+    import os
+    import sys
+
+    from shoal.init_context import RayContext
+
+    context = RayContext({"address": "ipc:///nowhere/node.sock"})  # not connected: its rows ask nothing
+
+    def hint() -> str:
+        return dict(context.rows())["dashboard"]
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `shoal` command on it
+    assert hint() == "`%load_ext shoal`, then `%shoal status`"
+    ipython_shell.run_line_magic("load_ext", "shoal")
+    try:
+        assert hint() == "`%shoal status`"
+        command = tmp_path / "shoal"
+        command.write_text("#!/bin/sh\n")
+        command.chmod(0o755)
+        assert hint() == "`%shoal status`, or `!shoal status`"
+        command.unlink()
+        # Outside IPython: the command, by its full path when it is not on PATH.
+        monkeypatch.delitem(sys.modules, "IPython")
+        beside = os.path.join(os.path.dirname(sys.executable), "shoal")  # pip installed it there
+        assert hint() == f"run `{beside} status` in a terminal"
+    finally:
+        monkeypatch.undo()
+        ipython_shell.run_line_magic("unload_ext", "shoal")

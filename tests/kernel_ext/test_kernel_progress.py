@@ -1,6 +1,7 @@
 """A real ipykernel with live widgets on: a cell blocked on several refs (or a long `%%remote`
-cell) shows a progress widget under its own parent while it waits, and a summary line replaces
-the widget when the wait ends. Short waits draw nothing.
+cell) shows a progress widget under its own parent while it waits; when the wait ends the widget
+is blanked and a summary line ends the cell's output, after all it printed. Short waits draw
+nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from tests.kernel_ext.test_kernel_routing import (
     STARTUP_TIMEOUT_S,
     Cell,
+    _read_until,
     run,
     run_ok,
     start_kernel,
@@ -22,6 +24,7 @@ from tests.kernel_ext.test_kernel_routing import (
 pytestmark = pytest.mark.integration
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_BLANK = {"text/plain": ""}
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +42,12 @@ def live_kernel(tmp_path_factory):
                 import time
                 time.sleep(seconds)
                 return seconds
+
+            def wait_file(path, timeout_s=20.0):
+                import os, time
+                deadline = time.monotonic() + timeout_s
+                while not os.path.exists(path) and time.monotonic() < deadline:
+                    time.sleep(0.02)
 
             shoal.init(num_cpus=2)
             shoal.get([nap.remote(0), nap.remote(0)])
@@ -70,7 +79,19 @@ def _widget_displays(cell: Cell) -> list[tuple[float, dict]]:
 
 
 def _summaries(cell: Cell) -> list[str]:
-    return [message["content"]["data"]["text/plain"] for _, message in _own(cell, "update_display_data")]
+    """The summary lines shown when the cell's waits ended (plain displays, not widgets)."""
+    return [
+        message["content"]["data"]["text/plain"]
+        for _, message in _own(cell, "display_data")
+        if WIDGET_VIEW not in message["content"]["data"]
+    ]
+
+
+def _blanked(cell: Cell, display: dict) -> bool:
+    """Whether the widget shown by `display` was replaced by an empty output."""
+    display_id = display["content"]["transient"]["display_id"]
+    updates = [message["content"] for _, message in _own(cell, "update_display_data")]
+    return any(update["transient"].get("display_id") == display_id and update["data"] == _BLANK for update in updates)
 
 
 def test_slow_get_of_several_refs_shows_a_widget_while_it_waits(live_kernel):
@@ -86,6 +107,7 @@ def test_slow_get_of_several_refs_shows_a_widget_while_it_waits(live_kernel):
     assert any(state.get("_model_name") == "IntProgressModel" and state.get("max") == 4 for state in models), models
     (summary,) = _summaries(cell)
     assert "4/4 ready" in summary and "finished" in summary, summary
+    assert _blanked(cell, displays[0][1])
     assert _own(cell, "comm_close"), "the widget is closed when the wait ends"
 
 
@@ -95,9 +117,24 @@ def test_short_get_draws_nothing(live_kernel):
     assert not _widget_displays(cell)
 
 
-def test_long_remote_cell_shows_elapsed_time(live_kernel):
-    cell = run_ok(live_kernel, "%%remote\nimport time\ntime.sleep(2.5)\nslept = True\n")
-    assert _widget_displays(cell), cell.summary()
+def test_long_remote_cell_shows_elapsed_time_and_ends_with_its_summary(live_kernel, tmp_path):
+    go = tmp_path / "go"
+    cell = Cell(
+        live_kernel,
+        f"""
+        %%remote
+        print("before", flush=True)
+        wait_file({str(go)!r})
+        print("after", flush=True)
+        print("unfinished line", end="", flush=True)
+        slept = True
+        """,
+    )
+    try:
+        _read_until(live_kernel, cell, lambda: bool(_widget_displays(cell)), 15)
+    finally:
+        go.touch()  # the worker waits for this: the bar shows while the cell still runs
+    cell.wait()
     labels = [
         m["content"]["data"]["state"].get("value", "")
         for _, m in _own(cell, "comm_open")
@@ -106,6 +143,14 @@ def test_long_remote_cell_shows_elapsed_time(live_kernel):
     assert any("%%remote" in label for label in labels), labels
     (summary,) = _summaries(cell)
     assert summary.startswith("%%remote: finished after"), summary
+    # In the cell: the text, then the bar (blanked now), the rest of the text, the summary last.
+    outputs = [
+        "bar" if WIDGET_VIEW in message["content"].get("data", {}) else message["content"].get("text") or "summary"
+        for _, message in cell.messages
+        if message["parent_header"].get("msg_id") == cell.msg_id and message["msg_type"] in ("stream", "display_data")
+    ]
+    assert outputs == ["before\n", "bar", "after\n", "unfinished line", "summary"], cell.summary()
+    assert _blanked(cell, _widget_displays(cell)[0][1])
 
 
 def test_interrupted_get_finalizes_the_widget(live_kernel):
@@ -122,3 +167,18 @@ def test_interrupted_get_finalizes_the_widget(live_kernel):
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
     (summary,) = _summaries(cell)
     assert "0/2 ready, interrupted" in summary, summary
+    assert _blanked(cell, _widget_displays(cell)[0][1])
+
+
+def test_async_cell_given_up_at_shutdown_says_so(live_kernel, tmp_path):
+    # Last in the module: it shuts the cluster down (the next use would start one again).
+    never = tmp_path / "never"
+    pending = run_ok(live_kernel, f"%%remote --async --no-push\nwait_file({str(never)!r})\n")
+    stop = run_ok(live_kernel, "%shoal shutdown")
+    seen = [message for reader in (pending, stop) for _, message in reader.messages]
+    updates = [
+        message["content"]["data"]["text/plain"]
+        for message in seen
+        if message["msg_type"] == "update_display_data" and message["parent_header"].get("msg_id") == pending.msg_id
+    ]
+    assert len(updates) == 1 and "when the cluster was shut down" in updates[0], updates

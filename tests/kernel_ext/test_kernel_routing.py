@@ -1,5 +1,7 @@
 """A real ipykernel through jupyter_client: worker output lands in the cell that submitted the
-task, interrupts cancel what a cell waits on, and a killed kernel leaves no process behind.
+task (unfinished lines too), interrupts cancel what a cell waits on and show as a local one,
+`%%remote` errors name their cell, `--async` cells keep their own status line, and a killed
+kernel leaves no process behind.
 
 The kernel runs this interpreter (a kernel spec written to a temporary directory), with the
 suite's environment (`SHOAL_NONINTERACTIVE=1`, the run id the leak check looks for).
@@ -51,10 +53,14 @@ def _kernel_manager(tmp_dir):
     return KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
 
 
-def start_kernel(tmp_dir, interactive: bool = False):
-    """A started kernel and its client; `interactive` leaves live widget updates on."""
-    manager = _kernel_manager(tmp_dir)
-    env = dict(os.environ, SHOAL_NONINTERACTIVE="1", PYTHONUNBUFFERED="1")
+def start_kernel(tmp_dir, interactive: bool = False, manager=None, env: dict | None = None):
+    """A started kernel and its client; `interactive` leaves live widget updates on.
+
+    `manager` starts a kernel of another spec than this interpreter's; `env` replaces entries of
+    the suite's environment for it.
+    """
+    manager = manager if manager is not None else _kernel_manager(tmp_dir)
+    env = dict(os.environ, SHOAL_NONINTERACTIVE="1", PYTHONUNBUFFERED="1", **(env or {}))
     if interactive:
         env.pop("SHOAL_NONINTERACTIVE")
     manager.start_kernel(env=env, cwd=os.getcwd())
@@ -118,6 +124,13 @@ class Cell:
     def text(self, parent_msg_id: str | None = None) -> str:
         return "".join(content["text"] for _, content in self.streams(parent_msg_id))
 
+    def number(self) -> int:
+        """The cell's `[N]`, as the kernel announced it."""
+        for _, message in self.messages:
+            if message["msg_type"] == "execute_input" and message["parent_header"].get("msg_id") == self.msg_id:
+                return message["content"]["execution_count"]
+        raise AssertionError(f"no execute_input seen; saw {self.summary()}")
+
     def summary(self) -> str:
         return "; ".join(f"{message['msg_type']}:{str(message['content'])[:200]}" for _, message in self.messages[-20:])
 
@@ -153,6 +166,12 @@ def kernel(tmp_path_factory):
                     print(line, flush=True)
                     time.sleep(pause_s)
                 return len(lines)
+
+            def wait_file(path, timeout_s=20.0):
+                import os, time
+                deadline = time.monotonic() + timeout_s
+                while not os.path.exists(path) and time.monotonic() < deadline:
+                    time.sleep(0.02)
             """,
             timeout_s=STARTUP_TIMEOUT_S,
         )
@@ -234,7 +253,15 @@ def test_flood_is_rate_limited_with_a_note(kernel):
 
 def test_interrupt_cancels_the_awaited_task_and_the_next_cell_works(kernel):
     manager_client = kernel  # the fixture's client; its manager is in _MANAGERS
-    cell = Cell(manager_client, "ref = say.remote('started', 'never', pause_s=60)\nshoal.get(ref)")
+    cell = Cell(
+        manager_client,
+        """
+        finished = [say.remote(), say.remote()]
+        shoal.get(finished)
+        ref = say.remote('started', 'never', pause_s=60)
+        shoal.get(finished + [ref])
+        """,
+    )
     started = time.monotonic()
     deadline = started + 15
     while "started" not in cell.text(cell.msg_id):
@@ -248,7 +275,13 @@ def test_interrupt_cancels_the_awaited_task_and_the_next_cell_works(kernel):
     reply = cell.wait(timeout_s=10)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
     assert cell.idle_at - interrupted_at < 3.0
-    assert "cancelled 1 task(s)" in cell.text(), cell.summary()
+    # One line says what was cancelled, counting only what had not finished.
+    note = "shoal: interrupted; cancelled 1 task still running or queued (2 of the 3 waited on had finished).\n"
+    assert note in cell.text(), cell.summary()
+    # The traceback is what IPython shows for a local interrupt: the cell's frame, none of shoal's.
+    shown = _plain(reply["traceback"])
+    assert f"Cell In[{cell.number()}], line 4" in shown and "shoal.get(finished + [ref])" in shown, shown
+    assert "File " not in shown and "api.py" not in shown and "_core" not in shown, shown
     check = run_ok(
         manager_client,
         """
@@ -261,6 +294,101 @@ def test_interrupt_cancels_the_awaited_task_and_the_next_cell_works(kernel):
     assert "task was cancelled" in check.text(check.msg_id)
     again = run_ok(manager_client, "shoal.get(say.remote('works again'))")
     assert "works again" in again.text(again.msg_id)
+
+
+def test_interrupted_remote_cell_shows_no_frames_of_shoal_or_the_magic(kernel):
+    cell = Cell(kernel, "%%remote --no-push\nprint('remote started', flush=True)\nimport time\ntime.sleep(60)\n")
+    _read_until(kernel, cell, lambda: "remote started" in cell.text(cell.msg_id), 15)
+    _interrupt(kernel)
+    reply = cell.wait(timeout_s=10)
+    assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+    shown = _plain(reply["traceback"])
+    assert "File " not in shown and "run_cell_magic" not in shown and "Cell In[" not in shown, shown
+    assert "shoal: interrupted; cancelled 1 task still running or queued.\n" in cell.text(), cell.summary()
+
+
+def _plain(traceback_lines: list[str]) -> str:
+    """A traceback as IPython sent it, without its colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(traceback_lines))
+
+
+def test_remote_cell_error_names_the_cell_by_its_number(kernel):
+    cell = run(kernel, "%%remote\na = 1\nb = a + missing_name\n")
+    reply = cell.reply
+    assert reply["status"] == "error" and reply["ename"] == "RayTaskError(NameError)", reply
+    number = cell.number()
+    assert reply["execution_count"] == number
+    lines = _plain(reply["traceback"]).splitlines()
+    assert lines[0].startswith(f"RayTaskError(NameError): Cell In[{number}] on the cluster (pid="), lines
+    assert lines[1:3] == [f"  Cell In[{number}], line 2, in <module>", "    b = a + missing_name"], lines
+    assert lines[-1] == "NameError: name 'missing_name' is not defined"
+    assert not [line for line in lines if "remote_cell" in line or "_run_cell" in line or "execute_cell" in line]
+
+
+def test_unfinished_lines_stream_and_carriage_returns_pass_through(kernel, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    cell = Cell(
+        kernel,
+        f"""
+        %%remote --no-push
+        print("step 1", end="", flush=True)
+        wait_file({str(first)!r})
+        print("\\rstep 2", end="", flush=True)
+        wait_file({str(second)!r})
+        print(" done")
+        """,
+    )
+    try:
+        # Each part shows while the worker waits for the test: nothing waits for a newline.
+        _read_until(kernel, cell, lambda: cell.text(cell.msg_id) == "step 1", 10)
+        first.touch()
+        _read_until(kernel, cell, lambda: cell.text(cell.msg_id) == "step 1\rstep 2", 10)
+        assert cell.idle_at is None
+        second.touch()
+        cell.wait()
+    finally:
+        first.touch()
+        second.touch()
+    assert cell.text(cell.msg_id) == "step 1\rstep 2 done\n", cell.summary()
+
+
+def _status_lines(cell: Cell, msg_type: str, *readers: Cell) -> list[dict]:
+    """Contents of `cell`'s messages of one type that carry a `%%remote --async` status line,
+    among those read while it ran and while the `readers` (later cells) ran."""
+    seen = [message for reader in (cell, *readers) for _, message in reader.messages]
+    return [
+        message["content"]
+        for message in seen
+        if message["msg_type"] == msg_type
+        and message["parent_header"].get("msg_id") == cell.msg_id
+        and "%%remote --async" in message["content"]["data"].get("text/plain", "")
+    ]
+
+
+def test_async_cell_keeps_its_status_and_its_error(kernel):
+    failing = run_ok(kernel, "%%remote --async --out-ref failing_ref\nx = 1\nraise ValueError('bad async cell')\n")
+    (shown,) = _status_lines(failing, "display_data")
+    assert "running" in shown["data"]["text/plain"]
+    # A later cell runs while the async one fails: the failure goes to the async cell's status.
+    later = run_ok(kernel, "shoal.wait([failing_ref], timeout=10)\nprint('later cell')")
+    _read_until(kernel, later, lambda: _status_lines(failing, "update_display_data", later), 10)
+    (update,) = _status_lines(failing, "update_display_data", later)
+    assert update["transient"]["display_id"] == shown["transient"]["display_id"]
+    text = update["data"]["text/plain"]
+    assert text.startswith("%%remote --async: failed after "), text
+    assert "with ValueError; shoal.get(failing_ref) raises it" in text
+    assert f"Cell In[{failing.number()}], line 2, in <module>" in text and "ValueError: bad async cell" in text
+    assert later.text(later.msg_id) == "later cell\n"
+    own = [message for _, message in later.messages if message["parent_header"].get("msg_id") == later.msg_id]
+    assert not [message for message in own if "bad async cell" in str(message["content"])]
+
+    done = run_ok(kernel, "%%remote --async\nasync_value = 6 * 7\nasync_value\n")
+    value = run_ok(kernel, "print(shoal.get(_remote), async_value)")
+    assert value.text(value.msg_id) == "42 42\n", value.summary()
+    _read_until(kernel, value, lambda: _status_lines(done, "update_display_data", value), 10)
+    (finished,) = _status_lines(done, "update_display_data", value)
+    text = finished["data"]["text/plain"]
+    assert re.match(r"%%remote --async: done in \d+\.\d s; wrote back async_value$", text), text
 
 
 def _interrupt(client) -> None:
@@ -320,7 +448,7 @@ def test_second_interrupt_kills_the_worker_of_a_task_that_ignores_cancel(kernel,
     _interrupt(kernel)
     reply = first.wait(timeout_s=10)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
-    assert "cancelled 1 task(s)" in first.text(), first.summary()
+    assert "cancelled 1 task still running or queued." in first.text(), first.summary()
     # The task ignored the cancel: its worker still runs it.
     assert _alive(worker)
     check = run_ok(kernel, "print('still running:', shoal.wait([stubborn_ref], timeout=1)[1] == [stubborn_ref])")
@@ -333,7 +461,7 @@ def test_second_interrupt_kills_the_worker_of_a_task_that_ignores_cancel(kernel,
     _interrupt(kernel)
     reply = second.wait(timeout_s=10)
     assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
-    assert "killed the workers of 1 task(s)" in second.text(), second.summary()
+    assert "killed the workers of 1 task still running after the first interrupt." in second.text(), second.summary()
     wait_for(lambda: not _alive(worker), 5, describe=lambda: f"worker {worker.pid} still alive")
     assert time.monotonic() - interrupted_at < 8
     # The kernel and the cluster stay usable.

@@ -127,6 +127,68 @@ def test_errors_point_at_the_cell_lines(shell):
     assert "c = a + missing_name" in text
 
 
+def test_remote_cell_error_shows_only_the_cells_frames_under_its_number(shell):
+    result = shell.run_cell("%%remote\na = 1\nb = 2\nc = a + missing_name\n", store_history=True)
+    error, number = result.error_in_exec, result.execution_count
+    assert isinstance(error, NameError)
+    lines = error._render_traceback_()
+    assert lines[0].startswith(f"RayTaskError(NameError): Cell In[{number}] on the cluster (pid="), lines
+    text = "\n".join(lines)
+    assert f"  Cell In[{number}], line 3, in <module>\n    c = a + missing_name" in text
+    assert "remote_cell.py" not in text and "_run_cell" not in text and "execute_cell" not in text
+    # The cell's task carries the cell's number too (the tests' magic calls outside any cell
+    # may have used it before, so only the most recent counts).
+    tasks = shell.run_line_magic("shoal", f"tasks --name 'cell [{number}]' --limit 1")
+    assert [row["state"] for row in tasks.rows] == ["FAILED"], repr(tasks)
+
+
+def test_shoal_tasks_shows_the_most_recent_first_with_filters(shell):
+    def quick(index):
+        return index
+
+    def doomed():
+        raise ValueError("doomed")
+
+    def sleeper():
+        import time
+
+        time.sleep(60)
+
+    def has_task(name: str, task_state: str) -> bool:
+        return any(row["name"] == name and row["state"] == task_state for row in state.list_tasks(limit=10_000))
+
+    # More tasks than a table shows, submitted before the failed and cancelled ones.
+    shoal.get([shoal.remote(quick).options(name="quick").remote(index) for index in range(30)])
+    with pytest.raises(ValueError):
+        shoal.get(shoal.remote(doomed).options(name="doomed", max_retries=0).remote())
+    sleeping = shoal.remote(sleeper).options(name="sleeper").remote()
+    wait_for(lambda: has_task("sleeper", "RUNNING"), 10)
+    shoal.cancel(sleeping)
+    with pytest.raises(shoal.exceptions.TaskCancelledError):
+        shoal.get(sleeping, timeout=10)
+    wait_for(lambda: has_task("sleeper", "FAILED"), 10)
+
+    tasks = shell.run_line_magic("shoal", "tasks")
+    assert len(tasks.rows) == 20 and tasks.total > 30
+    assert [row["name"] for row in tasks.rows[:2]] == ["sleeper", "doomed"], repr(tasks)
+    shown_ids = [line[0] for line in tasks.cells()]
+    assert len(set(shown_ids)) == len(shown_ids), shown_ids
+    assert repr(tasks).splitlines()[0] == f"tasks: 20 most recent of {tasks.total}"
+
+    failed = shell.run_line_magic("shoal", "tasks --state failed")
+    assert {"sleeper", "doomed"} <= {row["name"] for row in failed.rows}
+    assert {row["state"] for row in failed.rows} == {"FAILED"}
+    one = shell.run_line_magic("shoal", "tasks --name quick --limit 1")
+    assert [row["name"] for row in one.rows] == ["quick"]
+    for line, message in [
+        ("--state done", "unknown task state 'done'"),
+        ("--limit 0", "--limit must be at least 1"),
+        ("--bogus", "unrecognized arguments: --bogus"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            shell.run_line_magic("shoal", f"tasks {line}")
+
+
 def test_a_function_from_a_cell_names_its_cell(shell):
     number = shell.execution_count
     shell.run_cell("def from_cell(x):\n    y = x + 1\n    raise ValueError(f'cell {y}')\n", store_history=True)
@@ -159,9 +221,11 @@ def test_async_binds_a_ref_and_pushes_when_done(shell):
     ref = shell.user_ns["_remote"]
     assert isinstance(ref, shoal.ObjectRef)
     wait_for(lambda: shell.user_ns.get("async_value") == 40, 5, describe=lambda: repr(state.list_tasks()[-3:]))
-    assert shoal.get(ref).value == 40
+    assert shoal.get(ref) == 40, "the ref gives the cell's value"
     cell(shell, "--async --out-ref custom_ref --no-push", "1")
-    assert shoal.get(shell.user_ns["custom_ref"]).value == 1
+    assert shoal.get(shell.user_ns["custom_ref"]) == 1
+    cell(shell, "--async --out-ref no_value_ref --no-push", "unused = 1")
+    assert shoal.get(shell.user_ns["no_value_ref"]) is None
 
 
 def test_finished_async_cell_names_are_in_place_before_the_next_cell(shell):
@@ -202,7 +266,8 @@ def test_shoal_status_tasks_actors(shell):
     assert "CPU: " in repr(status) and "tasks: " in repr(status)
     assert "<table>" in status._repr_html_()
     tasks = shell.run_line_magic("shoal", "tasks")
-    assert "_run_cell" in repr(tasks)
+    assert re.search(r"cell \[\d+\]", repr(tasks)), repr(tasks)
+    assert "_run_cell" not in repr(tasks) and "_CellNamespaceActor.run" not in repr(tasks)
     assert "<table class='shoal-state'>" in tasks._repr_html_()
     actors = shell.run_line_magic("shoal", "actors")
     assert "shoal-cell:status_probe" in repr(actors)
@@ -213,10 +278,10 @@ def test_shoal_status_tasks_actors(shell):
 
 
 def test_resources_json_is_parsed_without_shell_quotes():
-    from shoal.kernel_ext.magics import _remote_parser, _task_options
+    from shoal.kernel_ext.magic_options import remote_parser, task_options
 
-    args = _remote_parser().parse_argstring("""--resources '{"accelerator": 0.5}' --num-gpus 1 --num-cpus 0.5""")
-    assert _task_options(args) == {"num_cpus": 0.5, "num_gpus": 1, "resources": {"accelerator": 0.5}}
+    args = remote_parser().parse_argstring("""--resources '{"accelerator": 0.5}' --num-gpus 1 --num-cpus 0.5""")
+    assert task_options(args) == {"num_cpus": 0.5, "num_gpus": 1, "resources": {"accelerator": 0.5}}
 
 
 def test_unpicklable_capture_is_a_usage_error(shell):
