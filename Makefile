@@ -2,8 +2,12 @@
 #
 #   make lab          set up .venv and open JupyterLab on the tutorial notebooks in notebooks/
 #                     (LAB_ARGS='--no-browser --port=9999' passes more options to `jupyter lab`)
-#   make test         make lint, then the whole test suite in .venv (what .ci/run does) and the
+#   make test         make lint, then the whole test suite in .venv (what .ci/run does, browser tier
+#                     in tests/browser included: Debian's chromium is installed when missing) and the
 #                     notebooks/ tutorials under nbval; TESTS=tests/unit PYTEST_ARGS='-k name' narrows the first
+#   make notebooks    re-execute the tutorials in notebooks/ and store their outputs (the static
+#                     summaries a saved notebook shows; nbval in `make test` checks the marked cells)
+#   make screenshots  run the browser tier and write its gallery to docs/screenshots/
 #   make lint         ruff check, ruff format --check and pyright, at the versions requirements.lock pins
 #   make venv         build .venv from requirements.lock (make test and make lab do this when needed)
 #   make lock         re-resolve requirements.lock at the newest versions pyproject.toml allows
@@ -56,7 +60,12 @@ LATEST_VENV := .venv-latest
 VENV_HASH := $(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.stamp-$(VENV_HASH)
 
-.PHONY: help venv lab lint test lock test-latest pyright-paths clean distclean
+# The browser tier (tests/browser) drives Debian's chromium with Playwright, which cannot
+# download a browser of its own here.
+CHROMIUM := /usr/bin/chromium
+NOTEBOOK_TIMEOUT_S ?= 120
+
+.PHONY: help venv lab lint test lock test-latest pyright-paths clean distclean browser notebooks screenshots
 
 help:
 	@sed -n '3,/^$$/s/^# \{0,1\}//p' Makefile
@@ -107,7 +116,8 @@ endef
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
 # Then (whatever the first run gave) the tutorial notebooks under nbval, in a separate run: only notebooks/ is collected, so
 # tests/conftest.py (its leak checks) is not loaded; --nbval-current-env runs the kernel with
-# this venv's python; cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their saved output.
+# this venv's python; cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their saved output, once
+# tests/notebooks/nbval_sanitize.cfg has masked what differs between runs (ids, paths, pids, sizes).
 define run_tests
 	status=0; \
 	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest $(TESTS) -q -p no:cacheprovider \
@@ -115,6 +125,7 @@ define run_tests
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	nb_status=0; \
 	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest --nbval-lax --nbval-current-env notebooks \
+		--nbval-sanitize-with tests/notebooks/nbval_sanitize.cfg \
 		-q -p no:cacheprovider --timeout=$(TEST_TIMEOUT_S) || nb_status=$$?; \
 	if [ $$nb_status -ne 0 ]; then echo "make test: the notebooks failed under nbval" >&2; fi; \
 	if [ $$status -ne 0 ]; then exit $$status; fi; \
@@ -141,8 +152,33 @@ lint: $(VENV_STAMP)
 	$(call run_lint,$(VENV))
 
 # Lint first: a style or type regression fails in seconds, before the suite's minutes.
-test: lint $(VENV_STAMP)
+test: lint $(VENV_STAMP) browser
 	$(call run_tests,$(VENV))
+
+# Chromium for tests/browser, from Debian's packages (this needs root, as CI and the project's machines run).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "make: $(CHROMIUM) is missing: installing Debian's chromium for tests/browser" >&2; \
+		if [ "$$(id -u)" -ne 0 ]; then echo "make: run as root, or apt-get install chromium" >&2; exit 1; fi; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	fi
+
+# Each tutorial runs top to bottom in a fresh kernel of .venv (JUPYTER_PATH puts its kernel spec
+# first), live, as a user's Run All: the views end as the static summaries of their last state,
+# which is what is stored (and what tests/notebooks/test_stored_outputs.py compares with a fresh
+# run). No timing metadata, so a re-run changes only what the cells show.
+notebooks: $(VENV_STAMP)
+	for notebook in notebooks/*.ipynb; do \
+		env -u SHOAL_NONINTERACTIVE JUPYTER_PATH=$(VENV)/share/jupyter $(VENV)/bin/jupyter nbconvert --to notebook \
+			--execute --inplace --ExecutePreprocessor.timeout=$(NOTEBOOK_TIMEOUT_S) \
+			--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.store_widget_state=False "$$notebook"; \
+	done
+
+# The gallery: the browser tier saves what each tutorial looks like after Run All and after
+# save-and-reopen (tests/browser/test_tutorials.py).
+screenshots: $(VENV_STAMP) browser
+	SHOAL_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV_PYTHON) -m pytest tests/browser -q -p no:cacheprovider \
+		--timeout=$(TEST_TIMEOUT_S)
 
 $(UV_STAMP):
 	rm -rf $(TOOLS_VENV)
@@ -159,7 +195,7 @@ lock: $(UV_STAMP)
 
 # The same lint and suite against the newest releases the ranges allow: the check that comes
 # before `make lock` takes them in (see the README's developer notes). Rebuilt on every run.
-test-latest: $(UV_STAMP)
+test-latest: $(UV_STAMP) browser
 	$(call new_venv,$(LATEST_VENV))
 	$(call resolve,$(LATEST_VENV)/requirements.txt,--upgrade)
 	@echo "make test-latest: pins that differ from the lock (< $(LOCK), > newest):"; \

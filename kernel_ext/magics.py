@@ -60,6 +60,8 @@ class ShoalMagics(Magics):
         self._cell_count = 0
         # The kernel's output router, set by `load_ipython_extension` inside an ipykernel.
         self.router: KernelOutputRouter | None = None
+        self._cluster_was_shut_down = False  # the next %%remote then says it starts a new one
+        output.add_shutdown_listener(self._on_shutdown)
         shell.events.register("pre_run_cell", self._before_cell)
 
     def _before_cell(self, *args) -> None:
@@ -72,8 +74,12 @@ class ShoalMagics(Magics):
             self.shell.events.unregister("pre_run_cell", self._before_cell)
         except ValueError:
             pass
+        output.remove_shutdown_listener(self._on_shutdown)
         self._stop_watching("the shoal extension was unloaded")
         self._actors.clear()
+
+    def _on_shutdown(self) -> None:
+        self._cluster_was_shut_down = True
 
     def _stop_watching(self, reason: str) -> None:
         self._watcher.close()
@@ -414,10 +420,12 @@ class ShoalMagics(Magics):
         if not shoal.is_initialized():
             raise UsageError(f"%shoal {command}: no cluster is running; start one with %shoal init")
 
-    @staticmethod
-    def _ensure_cluster() -> None:
+    def _ensure_cluster(self) -> None:
         if not shoal.is_initialized():
+            if self._cluster_was_shut_down:
+                print("shoal: the cluster was shut down; starting a new one", flush=True)
             shoal.init()
+            self._cluster_was_shut_down = False
 
 
 def _name_cell(error, number: int) -> None:

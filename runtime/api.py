@@ -18,7 +18,7 @@ from typing import Any
 
 from . import exceptions
 from ._core import client as client_module
-from ._core import config, feasibility, node_launcher, object_io, serialization, session, task_context
+from ._core import config, feasibility, frame_names, node_launcher, object_io, serialization, session, task_context
 from ._core.client import CoreClient
 from ._core.ids import job_id_of
 from ._core.local_objects import PinnedLocation
@@ -283,6 +283,9 @@ def is_initialized() -> bool:
 
 def shutdown(_exiting_interpreter: bool = False) -> None:
     """Disconnect from the cluster; an embedded cluster is stopped and cleaned up."""
+    if session.current() is not None and task_context.process.mode != "worker":
+        # Outside the lock: a listener may wait for a thread that is itself reading cluster state.
+        session.shutdown_started()
     with session.lock:
         running = session.current()
         if running is None or task_context.process.mode == "worker":
@@ -604,7 +607,11 @@ def _print_logs(running: Session, records: list) -> None:
             running.partial_lines[key] = lines[-1]
         stream = sys.stderr if record.stream == "stderr" else sys.stdout
         prefix = f"({record.task_name} pid={record.pid}) "
-        out = "".join(f"{prefix}{line}\n" for line in lines[:-1])
+        complete = lines[:-1]
+        if record.stream == "stderr" and complete:
+            numbers = exceptions.shell_cell_numbers()
+            complete = [frame_names.name_warning_locations(line, numbers) for line in complete]
+        out = "".join(f"{prefix}{line}\n" for line in complete)
         if out:
             try:
                 stream.write(out)

@@ -249,11 +249,11 @@ class RayTaskError(RayError):
             ``RayTaskError(<Cause>): <header>`` followed by the remote frames and the cause.
         """
         lines = str(self).splitlines()
-        lines = name_cell_frames(lines, _cell_numbers(), linecache.getline)
+        lines = name_cell_frames(lines, shell_cell_numbers(), linecache.getline)
         return [f"{type(self).__name__}: {lines[0]}", *lines[1:]]
 
 
-def _cell_numbers() -> dict:
+def shell_cell_numbers() -> dict:
     """The running IPython shell's map from cell file names to execution counts ({} outside one)."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None

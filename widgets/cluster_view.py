@@ -1,145 +1,29 @@
-"""`ClusterView`: a live ipywidgets view of the cluster's resources, tasks and actors.
+"""`ClusterView`: a live view of the cluster's nodes, tasks and actors, with a shut-down button.
 
-Reads only the public state API (`shoal.util.state`). The pure part (`ClusterSummary`, built from
-an event snapshot and node rows, rendered to text and HTML) is apart from the widget, which the
-refresher thread updates; the shut-down button only queues work for that thread.
+Reads only the public state API (`shoal.util.state`) and the refresher's event snapshots; the
+drawing is `cluster_summary`'s. A `LiveView`: drawn by the refresher thread, left as a static
+summary when the cluster shuts down. The buttons' callbacks run on the comm thread and only
+show or hide the confirmation, or queue the shutdown for the refresher thread.
 """
 
 from __future__ import annotations
 
-import html
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import ipywidgets
 
 from . import refresher
+from .cluster_summary import ClusterSummary, TaskRate, render_html, render_text, summarize
+from .live import LiveView
 
-_GIB = 1024**3
+__all__ = ["ClusterView", "fetch_summary"]
+
 _NODE_ROWS_INTERVAL_S = 10.0
-
-
-@dataclass(frozen=True)
-class NodeUsage:
-    """One node's resources: (used, total) pairs in resource units or bytes."""
-
-    node_id: str
-    node_ip: str
-    cpu: tuple[float, float]
-    gpu: tuple[float, float]
-    memory_bytes: tuple[float, float]
-    object_store_bytes: tuple[float, float]
-
-
-@dataclass(frozen=True)
-class ClusterSummary:
-    """What a ClusterView shows; `connected` is False when there is no cluster."""
-
-    connected: bool
-    nodes: tuple[NodeUsage, ...] = ()
-    tasks_by_state: dict = field(default_factory=dict)
-    actors_by_state: dict = field(default_factory=dict)
-    num_workers: int = 0
-
-    @property
-    def object_store_bytes(self) -> tuple[float, float]:
-        return (sum(n.object_store_bytes[0] for n in self.nodes), sum(n.object_store_bytes[1] for n in self.nodes))
-
-
-def _used(total: dict, available: dict, key: str) -> tuple[float, float]:
-    size = float(total.get(key, 0.0))
-    return (max(0.0, size - float(available.get(key, size))), size)
-
-
-def _node_usage(row: dict) -> NodeUsage:
-    total, available = row.get("resources_total") or {}, row.get("resources_available") or {}
-    return NodeUsage(
-        node_id=str(row.get("node_id", "")),
-        node_ip=str(row.get("node_ip", "")),
-        cpu=_used(total, available, "CPU"),
-        gpu=_used(total, available, "GPU"),
-        memory_bytes=_used(total, available, "memory"),
-        object_store_bytes=(
-            float(row.get("object_store_used_bytes", 0)),
-            float(row.get("object_store_total_bytes", 0)),
-        ),
-    )
-
-
-def summarize(snapshot: dict | None, node_rows: Sequence[dict]) -> ClusterSummary:
-    """Combine an event snapshot (newest for its node) with node rows from `list_nodes`."""
-    rows = {str(row.get("node_id")): dict(row) for row in node_rows}
-    for row in (snapshot or {}).get("nodes") or ():  # a cluster's head sends every node's usage
-        rows[str(row.get("node_id"))] = dict(row)
-    rows = {node_id: row for node_id, row in rows.items() if row.get("state", "ALIVE") == "ALIVE"}
-    if snapshot is not None:
-        node_id = str(snapshot.get("node_id"))
-        rows[node_id] = {**rows.get(node_id, {"node_id": node_id}), **snapshot}
-    return ClusterSummary(
-        connected=True,
-        nodes=tuple(_node_usage(row) for row in rows.values()),
-        tasks_by_state=dict((snapshot or {}).get("tasks_by_state") or {}),
-        actors_by_state=dict((snapshot or {}).get("actors_by_state") or {}),
-        num_workers=int((snapshot or {}).get("num_workers") or sum(r.get("num_workers", 0) for r in rows.values())),
-    )
-
-
-def _counts_text(counts: dict) -> str:
-    shown = {state: count for state, count in sorted(counts.items()) if count}
-    return ", ".join(f"{state} {count}" for state, count in shown.items()) or "none"
-
-
-def _pair(pair: tuple[float, float], scale: float = 1.0, unit: str = "") -> str:
-    return f"{pair[0] / scale:g}/{pair[1] / scale:g}{unit}"
-
-
-def _bytes_pair(pair: tuple[float, float]) -> str:
-    return f"{pair[0] / _GIB:.2f}/{pair[1] / _GIB:.2f} GiB"
-
-
-def render_text(summary: ClusterSummary) -> str:
-    """A plain-text summary for saved notebooks and terminals."""
-    if not summary.connected:
-        return "shoal cluster: not running"
-    lines = [f"shoal cluster: {len(summary.nodes)} node(s), {summary.num_workers} worker(s)"]
-    for node in summary.nodes:
-        lines.append(
-            f"  node {node.node_id[:8]} ({node.node_ip}): CPU {_pair(node.cpu)}, GPU {_pair(node.gpu)}, "
-            f"memory {_bytes_pair(node.memory_bytes)}, object store {_bytes_pair(node.object_store_bytes)}"
-        )
-    lines.append(f"  tasks: {_counts_text(summary.tasks_by_state)}")
-    lines.append(f"  actors: {_counts_text(summary.actors_by_state)}")
-    return "\n".join(lines)
-
-
-def render_html(summary: ClusterSummary) -> str:
-    """A static HTML summary (a table per node, counts by state) for saved notebooks."""
-    if not summary.connected:
-        return "<div class='shoal-cluster'><b>shoal cluster</b>: not running</div>"
-    rows = []
-    for node in summary.nodes:
-        cells = [
-            html.escape(f"{node.node_id[:8]} ({node.node_ip})"),
-            _pair(node.cpu),
-            _pair(node.gpu),
-            _bytes_pair(node.memory_bytes),
-            _bytes_pair(node.object_store_bytes),
-        ]
-        rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    header = "".join(f"<th>{name}</th>" for name in ("node", "CPU", "GPU", "memory", "object store"))
-    return (
-        "<div class='shoal-cluster'>"
-        f"<b>shoal cluster</b>: {len(summary.nodes)} node(s), {summary.num_workers} worker(s)"
-        f"<table><tr>{header}</tr>{''.join(rows)}</table>"
-        f"<div>tasks: {html.escape(_counts_text(summary.tasks_by_state))}</div>"
-        f"<div>actors: {html.escape(_counts_text(summary.actors_by_state))}</div>"
-        "</div>"
-    )
+_FINAL_SNAPSHOT_WAIT_S = 1.0  # the node publishes a snapshot about twice a second
 
 
 def fetch_summary() -> ClusterSummary:
-    """A summary from the state API alone (no event stream), for the first render."""
+    """A summary from the state API alone (no event stream), for the first and last drawing."""
     import shoal
     from shoal.util import state
 
@@ -147,9 +31,10 @@ def fetch_summary() -> ClusterSummary:
         return ClusterSummary(connected=False)
     nodes = state.list_nodes()
     tasks: dict = {}
-    for entry in state.summarize_tasks()["cluster"]["summary"].values():
-        for task_state, count in entry["state_counts"].items():
-            tasks[task_state] = tasks.get(task_state, 0) + count
+    for row in state.list_tasks(limit=100_000):
+        # Ray lists a cancelled task as FAILED; the view counts it apart.
+        key = "CANCELLED" if row.get("error_type") == "TASK_CANCELLED" else row.get("state", "")
+        tasks[key] = tasks.get(key, 0) + 1
     actors: dict = {}
     for entry in state.summarize_actors()["cluster"]["summary"].values():
         for actor_state, count in entry["state_counts"].items():
@@ -158,16 +43,14 @@ def fetch_summary() -> ClusterSummary:
     return ClusterSummary(True, summary.nodes, tasks, actors, summary.num_workers)
 
 
-def _bar(description: str) -> ipywidgets.FloatProgress:
-    return ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0, description=description)
-
-
-class ClusterView(ipywidgets.VBox):
-    """A live view of the cluster: per-node resource bars, object store, tasks and actors.
+class ClusterView(LiveView):
+    """A live view of the cluster: a row per node (CPU, GPU, memory, object store, each with its
+    numbers), tasks as pending / running / finished / failed / cancelled, actors, and a
+    sparkline of tasks finished per second. "Shut down" asks before it stops the cluster.
 
     Updated about once a second by the refresher thread, unless `SHOAL_NONINTERACTIVE=1`, in
-    which case it renders once. Its text/html reprs are a static summary, so saved notebooks
-    show something without the widget manager.
+    which case it renders once. When the cluster shuts down, its output becomes a static summary
+    of the last state (HTML and text), which is what a saved notebook shows.
 
     Args:
         live: refresh on the refresher thread; None (default) means "unless non-interactive".
@@ -179,22 +62,10 @@ class ClusterView(ipywidgets.VBox):
 
     def __init__(self, live: bool | None = None, **kwargs):
         self._summary = ClusterSummary(connected=False)
-        self._header = ipywidgets.HTML()
-        self._nodes_box = ipywidgets.VBox()
-        self._tasks = ipywidgets.HTML()
-        self._actors = ipywidgets.HTML()
-        self.shutdown_button = ipywidgets.Button(description="Shut down", button_style="danger")
-        self.shutdown_button.on_click(self._on_shutdown_clicked)
-        super().__init__(
-            children=[self._header, self._nodes_box, self._tasks, self._actors, self.shutdown_button], **kwargs
-        )
-        self._node_bars: dict[str, dict[str, ipywidgets.FloatProgress]] = {}
+        self._rate = TaskRate()
         self._node_rows: list[dict] = []
         self._nodes_read_at = float("-inf")
-        self._apply(fetch_summary())
-        self._live = refresher.live_updates_enabled() if live is None else live
-        if self._live:
-            refresher.register(self)
+        super().__init__(live=live, **kwargs)
 
     @property
     def summary(self) -> ClusterSummary:
@@ -209,83 +80,97 @@ class ClusterView(ipywidgets.VBox):
     def actors_by_state(self) -> dict:
         return dict(self._summary.actors_by_state)
 
-    def _refresh(self, snapshot: dict | None) -> bool:
+    @property
+    def task_counts(self) -> dict:
+        """Tasks by word: pending, running, finished, failed, cancelled."""
+        return self._summary.task_counts
+
+    # ------------------------------------------------------------------ LiveView
+
+    def _controls(self) -> list:
+        self.shutdown_button = ipywidgets.Button(
+            description="Shut down", button_style="", icon="power-off", tooltip="Stop the cluster"
+        )
+        self.shutdown_button.add_class("shoal-shutdown")
+        self.confirm_button = ipywidgets.Button(description="Yes, shut down", button_style="danger")
+        self.confirm_button.add_class("shoal-shutdown-confirm")
+        self.cancel_button = ipywidgets.Button(description="Cancel")
+        self.cancel_button.add_class("shoal-shutdown-cancel")
+        question = ipywidgets.HTML(
+            "Shut the cluster down? Running tasks stop and stored objects are freed; "
+            "the next task starts a new cluster."
+        )
+        self.confirmation = ipywidgets.HBox(
+            [question, self.confirm_button, self.cancel_button], layout=ipywidgets.Layout(display="none")
+        )
+        self.confirmation.add_class("shoal-shutdown-question")
+        self.shutdown_button.on_click(self._on_shutdown_clicked)
+        self.confirm_button.on_click(self._on_confirm_clicked)
+        self.cancel_button.on_click(self._on_cancel_clicked)
+        return [self.shutdown_button, self.confirmation]
+
+    def _poll(self, snapshot: dict | None) -> None:
         import shoal
         from shoal.util import state
 
         # State queries start a cluster when there is none, so the refresher makes as few as it
         # can: the snapshot carries its node's numbers, node rows are re-read only now and then.
         if snapshot is None or not shoal.is_initialized():
-            return True
+            return
         now = time.monotonic()
         if now - self._nodes_read_at >= _NODE_ROWS_INTERVAL_S:
             self._node_rows = [dict(row) for row in state.list_nodes()]
             self._nodes_read_at = now
-        summary = summarize(snapshot, self._node_rows)
-        if summary != self._summary:
-            self._apply(summary)
-        return True
+        self._set(summarize(snapshot, self._node_rows), now)
 
-    def _cluster_gone(self) -> None:
-        self._apply(ClusterSummary(connected=False))
+    def _poll_now(self) -> None:
+        self._set(fetch_summary(), time.monotonic())
 
-    def _apply(self, summary: ClusterSummary) -> None:
-        self._summary = summary
-        self.shutdown_button.disabled = not summary.connected
-        if not summary.connected:
-            self._header.value = "<b>shoal cluster</b>: not running"
-            self._nodes_box.children = ()
-            self._node_bars.clear()
-            self._tasks.value = self._actors.value = ""
+    def _poll_final(self) -> None:
+        # A fresh snapshot: its counts cover every task since the node started, where the task
+        # list keeps only the recent history.
+        import shoal
+        from shoal.util import state
+
+        if not shoal.is_initialized():
             return
-        self._header.value = (
-            f"<b>shoal cluster</b>: {len(summary.nodes)} node(s), {summary.num_workers} worker(s), "
-            f"object store {_bytes_pair(summary.object_store_bytes)}"
-        )
-        for node in summary.nodes:
-            bars = self._node_bars.get(node.node_id)
-            if bars is None:
-                bars = {name: _bar(name) for name in ("CPU", "GPU", "memory", "store")}
-                self._node_bars[node.node_id] = bars
-                label = ipywidgets.HTML(html.escape(f"node {node.node_id[:8]} ({node.node_ip})"))
-                self._nodes_box.children = (*self._nodes_box.children, label, *bars.values())
-            for name, pair, text in (
-                ("CPU", node.cpu, _pair(node.cpu)),
-                ("GPU", node.gpu, _pair(node.gpu)),
-                ("memory", node.memory_bytes, _bytes_pair(node.memory_bytes)),
-                ("store", node.object_store_bytes, _bytes_pair(node.object_store_bytes)),
-            ):
-                bar = bars[name]
-                bar.max = max(pair[1], 1e-9)
-                bar.value = min(pair[0], bar.max)
-                bar.tooltip = text
-                bar.layout.visibility = "hidden" if name == "GPU" and pair[1] == 0 else "visible"
-        self._tasks.value = "tasks: " + html.escape(_counts_text(summary.tasks_by_state))
-        self._actors.value = "actors: " + html.escape(_counts_text(summary.actors_by_state))
+        with state.ClusterEvents() as events:
+            snapshot = events.next(timeout_s=_FINAL_SNAPSHOT_WAIT_S)
+        if snapshot is None:
+            self._poll_now()
+            return
+        self._set(summarize(snapshot, [dict(row) for row in state.list_nodes()]), time.monotonic())
+
+    def _set(self, summary: ClusterSummary, now: float) -> None:
+        self._summary = summary
+        if summary.connected:
+            self._rate.add(now, summary.tasks_done)
+        self.shutdown_button.disabled = not summary.connected
+
+    def _render_html(self) -> str:
+        return render_html(self._summary, self._rate.rates)
+
+    def _render_text(self) -> str:
+        return render_text(self._summary, self._rate.rates)
+
+    def _on_stop(self) -> None:
+        self.shutdown_button.disabled = True
+        self.confirmation.layout.display = "none"
+
+    # ------------------------------------------------------------------ buttons (comm thread)
 
     def _on_shutdown_clicked(self, _button=None) -> None:
-        # Runs on the comm thread: hand the work over, never call into shoal here.
         self.shutdown_button.disabled = True
+        self.confirmation.layout.display = "flex"
+
+    def _on_cancel_clicked(self, _button=None) -> None:
+        self.confirmation.layout.display = "none"
+        self.shutdown_button.disabled = self.stopped or not self._summary.connected
+
+    def _on_confirm_clicked(self, _button=None) -> None:
+        # Never call into shoal here: hand the work to the refresher thread.
+        self.confirm_button.disabled = self.cancel_button.disabled = True
         refresher.submit(_shutdown_cluster)
-
-    def close(self) -> None:
-        refresher.unregister(self)
-        for bars in self._node_bars.values():
-            for bar in bars.values():
-                bar.close()
-        super().close()
-
-    def _repr_html_(self) -> str:
-        return render_html(self._summary)
-
-    def _repr_mimebundle_(self, **kwargs) -> dict:
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = render_text(self._summary)
-        bundle["text/html"] = render_html(self._summary)
-        return bundle
-
-    def __repr__(self) -> str:
-        return render_text(self._summary)
 
 
 def _shutdown_cluster() -> None:

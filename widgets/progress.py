@@ -1,7 +1,8 @@
-"""`ProgressBar` and `track`: how many of a list of ObjectRefs are ready.
+"""`ProgressBar` and `track`: how many of a list of ObjectRefs are ready; `WaitProgress`: the
+bar of a cell blocked in `shoal.get`/`shoal.wait` (drawn by the kernel extension).
 
-The refresher thread polls `shoal.wait(refs, num_returns=len(refs), timeout=0)`; the bar stops
-being refreshed once every ref is ready. Text and HTML reprs give a static fallback.
+A ProgressBar is a `LiveView`: the refresher thread polls `shoal.wait(refs, timeout=0)`, and
+once every ref is ready (or the cluster shuts down) its output becomes a static summary line.
 """
 
 from __future__ import annotations
@@ -10,11 +11,32 @@ import html
 
 import ipywidgets
 
-from . import refresher
+from .live import LiveView
+
+_STYLE = "font-family:var(--jp-ui-font-family,sans-serif);font-size:13px"
 
 
-class ProgressBar(ipywidgets.HBox):
-    """A progress bar over ObjectRefs: `ready/total` as a bar and a label.
+def render_progress_text(description: str, ready: int, total: int) -> str:
+    return f"{description}: {ready}/{total} ready"
+
+
+def render_progress_html(description: str, ready: int, total: int) -> str:
+    """A labelled bar: `tasks [=====     ] 10/20 ready (50%)`."""
+    percent = 100.0 * ready / total if total else 100.0
+    colour = "#2e7d32" if ready >= total else "#1e88e5"
+    return (
+        f"<div class='shoal-progress' style='{_STYLE}'>"
+        f"<span style='display:inline-block;min-width:4em'>{html.escape(description)}</span> "
+        "<span style='display:inline-block;width:240px;height:10px;background:#e3e3e3;border-radius:5px;"
+        "vertical-align:middle;overflow:hidden'>"
+        f"<span class='shoal-fill' style='display:block;height:100%;width:{percent:.0f}%;background:{colour}'>"
+        "</span></span> "
+        f"<span class='shoal-progress-text'>{ready}/{total} ready ({percent:.0f}%)</span></div>"
+    )
+
+
+class ProgressBar(LiveView):
+    """A progress bar over ObjectRefs: `ready/total` as a bar and its numbers.
 
     Args:
         refs: the ObjectRefs to watch.
@@ -30,13 +52,8 @@ class ProgressBar(ipywidgets.HBox):
         self.refs = list(refs)
         self.total = len(self.refs)
         self.ready = 0
-        self._bar = ipywidgets.IntProgress(value=0, min=0, max=max(self.total, 1), description=description)
-        self._label = ipywidgets.Label()
-        super().__init__(children=[self._bar, self._label], **kwargs)
-        self.update()
-        live = refresher.live_updates_enabled() if live is None else live
-        if live and not self.done:
-            refresher.register(self)
+        self.description = description
+        super().__init__(live=live, **kwargs)
 
     @property
     def done(self) -> bool:
@@ -44,45 +61,26 @@ class ProgressBar(ipywidgets.HBox):
 
     def update(self) -> int:
         """Poll the refs once (never blocks) and redraw; returns how many are ready."""
-        import shoal
-
-        if self.total and shoal.is_initialized():
-            ready, _ = shoal.wait(self.refs, num_returns=self.total, timeout=0)
-            self.ready = len(ready)
-        self._draw()
+        with self._lock:
+            self._poll(None)
+            self._draw()
         return self.ready
 
-    def _draw(self) -> None:
-        self._bar.value = self.ready
-        self._bar.bar_style = "success" if self.done else ""
-        self._label.value = f"{self.ready}/{self.total} ready"
+    def _poll(self, snapshot: dict | None) -> None:
+        import shoal
 
-    def _refresh(self, snapshot: dict | None) -> bool:
-        self.update()
-        return not self.done
+        if self.total and not self.done and shoal.is_initialized():
+            ready, _ = shoal.wait(self.refs, num_returns=self.total, timeout=0)
+            self.ready = len(ready)
 
-    def _cluster_gone(self) -> None:
-        self._label.value = f"{self.ready}/{self.total} ready (cluster shut down)"
+    def _finished(self) -> bool:
+        return self.done
 
-    def close(self) -> None:
-        refresher.unregister(self)
-        super().close()
+    def _render_text(self) -> str:
+        return render_progress_text(self.description, self.ready, self.total)
 
-    def __repr__(self) -> str:
-        return f"{self._bar.description}: {self.ready}/{self.total} ready"
-
-    def _repr_html_(self) -> str:
-        percent = 100.0 * self.ready / self.total if self.total else 100.0
-        return (
-            f"<div class='shoal-progress'>{html.escape(repr(self))}"
-            f"<progress value='{self.ready}' max='{self.total}'></progress> {percent:.0f}%</div>"
-        )
-
-    def _repr_mimebundle_(self, **kwargs) -> dict:
-        bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = repr(self)
-        bundle["text/html"] = self._repr_html_()
-        return bundle
+    def _render_html(self) -> str:
+        return render_progress_html(self.description, self.ready, self.total)
 
 
 def track(refs, description: str = "tasks") -> ProgressBar:

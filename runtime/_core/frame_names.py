@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 
 _FRAME = re.compile(r'^(\s*)File "([^"]+)", line (\d+)(.*)$')
 _REMOTE_CELL = re.compile(r"^<remote-cell-(\d+)>$")
+# What `warnings` prints: "FILE:LINE: CATEGORY: message" (`warnings.formatwarning`).
+_WARNING = re.compile(r"^(.+?):(\d+): ([A-Za-z_]\w*Warning): ", re.MULTILINE)
 
 
 def cell_name(filename: str, cell_numbers: Mapping[str, int]) -> str | None:
@@ -47,4 +49,20 @@ def name_cell_frames(
     return named
 
 
-__all__ = ["cell_name", "name_cell_frames"]
+def name_warning_locations(text: str, cell_numbers: Mapping[str, int]) -> str:
+    """Warnings printed at a notebook cell's file read `Cell In[N], line L: UserWarning: ...`.
+
+    A worker prints a warning with the file its code came from, which for a function defined
+    in a notebook is the kernel's hidden file for that cell; other lines are left as they are.
+    """
+
+    def rename(match: re.Match) -> str:
+        name = cell_name(match.group(1), cell_numbers)
+        if name is None:
+            return match.group(0)
+        return f"{name}, line {match.group(2)}: {match.group(3)}: "
+
+    return _WARNING.sub(rename, text)
+
+
+__all__ = ["cell_name", "name_cell_frames", "name_warning_locations"]

@@ -127,6 +127,7 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         self.snapshot_sequence = 0
         self.finished_count = 0
         self.failed_count = 0
+        self.cancelled_count = 0  # cancelled tasks, which Ray's state API lists as FAILED (TASK_CANCELLED)
         self.placement_groups = PlacementGroupTable(self.scheduler)
         self.finished_tasks: deque = deque(maxlen=self.config.task_history)  # for the state API
         self.exited_worker_pids: dict = {}
@@ -793,7 +794,9 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
     ) -> None:
         spec = record.spec
         failed = bool(values) and values[0].is_error
-        if failed:
+        if failed and error_type == "TASK_CANCELLED":
+            self.cancelled_count += 1
+        elif failed:
             self.failed_count += 1
         else:
             self.finished_count += 1

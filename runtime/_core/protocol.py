@@ -410,7 +410,7 @@ class ClusterSnapshot:
     resources_available: dict
     object_store_used_bytes: int
     object_store_total_bytes: int
-    tasks_by_state: dict  # live tasks by state, plus FINISHED/FAILED counts since start
+    tasks_by_state: dict  # live tasks by state, plus FINISHED/FAILED/CANCELLED counts since start
     actors_by_state: dict
     num_workers: int
     nodes: list | None = None  # from the head of a cluster: every node's usage (state API rows)

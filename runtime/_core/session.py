@@ -8,6 +8,7 @@ client does.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,13 +44,24 @@ class FrontEndHooks:
     wait_listeners: list = field(default_factory=list)  # called when a get/wait starts blocking
     # Rewrites the lines of a remote traceback for display (e.g. cell files as `Cell In[3]`).
     traceback_filter: Callable[[list[str]], list[str]] | None = None
+    shutdown_listeners: list = field(default_factory=list)  # called as shutdown() begins, cluster still up
 
 
+logger = logging.getLogger(__name__)
 hooks = FrontEndHooks()
 lock = threading.RLock()  # held while a session starts or stops
 _current: Session | None = None
 _task_ids = TaskIDFactory()
 _starter: Callable[[], Any] | None = None
+
+
+def shutdown_started() -> None:
+    """Tell the shutdown listeners that `shutdown()` begins (errors are logged, not raised)."""
+    for listener in list(hooks.shutdown_listeners):
+        try:
+            listener()
+        except Exception:
+            logger.warning("shoal shutdown listener %r failed", listener, exc_info=True)
 
 
 def current() -> Session | None:

@@ -214,7 +214,11 @@ BUILDERS = {
 
 def local_counts(service) -> dict:
     """Tasks and actors of this node by state (work sent to other nodes counts where it runs)."""
-    tasks_by_state: dict = {"FINISHED": service.finished_count, "FAILED": service.failed_count}
+    tasks_by_state: dict = {
+        "FINISHED": service.finished_count,
+        "FAILED": service.failed_count,
+        "CANCELLED": service.cancelled_count,
+    }
     for record in service.tasks.values():
         if record.node is None:
             state = live_state(record.state)

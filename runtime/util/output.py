@@ -1,5 +1,6 @@
 """Hooks for front ends (the Jupyter layer) on the driver: where worker output goes, which
-tasks the current code submits, and which objects `get`/`wait` are blocked on.
+tasks the current code submits, which objects `get`/`wait` are blocked on, and when
+`shutdown()` begins.
 
 All hooks run on hot paths: a submit listener sees every task id the driver submits (keep
 it to an append), the log handler runs on the client's I/O thread (hand the records to
@@ -14,7 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from .._core import session
+from .._core import frame_names, session
+from ..exceptions import shell_cell_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ def adapt_log_handler(handler: Callable[[list], None]) -> Callable[[list], None]
     """The client's log callback that hands `handler` plain dicts (see `set_log_handler`)."""
 
     def deliver(records: list) -> None:
+        numbers = shell_cell_numbers() if any(record.stream == "stderr" for record in records) else {}
         handler(
             [
                 {
@@ -47,7 +50,10 @@ def adapt_log_handler(handler: Callable[[list], None]) -> Callable[[list], None]
                     "task_name": record.task_name,
                     "pid": record.pid,
                     "stream": record.stream,
-                    "text": record.text,
+                    # A warning raised in a function defined in a cell names the cell, as IPython does.
+                    "text": frame_names.name_warning_locations(record.text, numbers)
+                    if record.stream == "stderr"
+                    else record.text,
                 }
                 for record in records
             ]
@@ -176,11 +182,31 @@ def _wait_ended(finishers: list, outcome: str) -> None:
             logger.warning("shoal wait listener finish %r failed", finish, exc_info=True)
 
 
+def add_shutdown_listener(listener: Callable[[], None]) -> None:
+    """Call `listener()` when `shoal.shutdown()` begins, while the cluster is still connected.
+
+    It runs in the thread that called shutdown, before anything is closed, so a front end can
+    take a last look at cluster state (a live view's final summary). Errors are logged and
+    ignored; keep it short, since shutdown waits for it.
+    """
+    if listener not in session.hooks.shutdown_listeners:
+        session.hooks.shutdown_listeners.append(listener)
+
+
+def remove_shutdown_listener(listener: Callable[[], None]) -> None:
+    try:
+        session.hooks.shutdown_listeners.remove(listener)
+    except ValueError:
+        pass
+
+
 __all__ = [
     "WaitInfo",
+    "add_shutdown_listener",
     "add_submit_listener",
     "add_wait_listener",
     "delivers_logs",
+    "remove_shutdown_listener",
     "remove_submit_listener",
     "remove_wait_listener",
     "set_log_handler",

@@ -165,7 +165,8 @@ class ClusterEvents:
     """The cluster's event stream: a snapshot about twice a second, newest first.
 
     Each snapshot is a dict with resources_total/resources_available, object store use,
-    tasks_by_state (live tasks, plus FINISHED/FAILED since the node started), actors_by_state
+    tasks_by_state (live tasks, plus FINISHED/FAILED/CANCELLED since the node started;
+    FAILED leaves out cancelled tasks), actors_by_state
     and num_workers. Widgets and the JupyterLab panel read it; close() when done.
 
     Example:

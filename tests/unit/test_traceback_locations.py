@@ -162,3 +162,13 @@ def test_cell_frames_read_as_ipython_shows_them():
         "    go()",
         "ValueError: bad",
     ]
+
+
+def test_warnings_printed_at_a_cell_file_name_the_cell():
+    from shoal._core.frame_names import name_warning_locations
+
+    numbers = {"/tmp/ipykernel_1/123.py": 11}
+    text = "/tmp/ipykernel_1/123.py:3: UserWarning: drop the get()\n/usr/lib/x.py:9: DeprecationWarning: old\n"
+    assert name_warning_locations(text, numbers) == (
+        "Cell In[11], line 3: UserWarning: drop the get()\n/usr/lib/x.py:9: DeprecationWarning: old\n"
+    )

@@ -25,7 +25,7 @@ def pause(seconds):
 
 
 def _finished(view) -> int:
-    return view.tasks_by_state.get("FINISHED", 0)
+    return view.task_counts["finished"]
 
 
 def test_cluster_view_shows_resources_and_tasks(cluster, closing):
@@ -36,9 +36,9 @@ def test_cluster_view_shows_resources_and_tasks(cluster, closing):
     assert node.object_store_bytes[1] > 0
     assert _finished(view) >= 4
     assert refresher.current_thread() is None  # SHOAL_NONINTERACTIVE=1: rendered once, not live
-    assert "FINISHED" in view._tasks.value
-    bars = view._node_bars[node.node_id]
-    assert bars["CPU"].max == 2.0
+    assert view.stopped
+    assert f"<b>{_finished(view)}</b> finished" in view._body.value
+    assert "CPU</span>" in view._body.value and "0/2</span>" in view._body.value
 
 
 def test_cluster_view_updates_live_after_tasks_finish(cluster, closing, live):
@@ -53,17 +53,18 @@ def test_cluster_view_shows_running_cpu_use(cluster, closing, live):
     view = closing(ClusterView())
     refs = [pause.remote(1.5) for _ in range(2)]
     wait_for(lambda: view.summary.nodes[0].cpu[0] >= 1.0, 4, describe=lambda: repr(view))
-    assert view._node_bars[view.summary.nodes[0].node_id]["CPU"].value >= 1.0
+    wait_for(lambda: "running" in view._body.value and view.task_counts["running"] >= 1, 4, describe=lambda: repr(view))
     shoal.get(refs)
 
 
-def test_static_reprs_carry_a_summary(cluster, closing):
+def test_static_reprs_carry_a_summary(cluster, closing, live):
     view = closing(ClusterView())
     bundle = view._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
-    assert bundle["text/plain"].startswith("shoal cluster: 1 node(s)")
-    assert "<table>" in bundle["text/html"] and "tasks:" in bundle["text/html"]
-    assert view._repr_html_() == bundle["text/html"]
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # live: the widget, with a fallback
+    assert bundle["text/plain"].startswith("shoal cluster: 1 node")
+    assert "class='shoal-node'" in bundle["text/html"] and "tasks</span>" in bundle["text/html"]
+    static = view.static_bundle()
+    assert set(static) == {"text/plain", "text/html"}
 
 
 def test_closing_the_last_widget_stops_the_refresher(cluster, live):
@@ -80,16 +81,21 @@ def test_task_view_table_and_timeline(cluster, closing):
     shoal.get([square.remote(i) for i in range(5)])
     view = closing(TaskView(limit=3))
     assert len(view.rows) == 3
-    assert all(row["name"] == "square" or row["state"] for row in view.rows)
     page = view._repr_html_()
     assert page.count("class='shoal-task-row'") == 3
     pids = {row["worker_pid"] for row in view.rows if row.get("start_time_ms")}
     assert page.count("class='shoal-worker'") == len(pids)
     assert page.count("class='shoal-task'") == sum(1 for row in view.rows if row.get("start_time_ms"))
+    assert "class='shoal-axis'" in page and "data-function='square'" in page
     assert "3 recent" in view._repr_mimebundle_()["text/plain"]
-    shoal.get(square.remote(10))
-    view.refresh()
-    assert view.rows[0]["name"] == "square"
+
+
+def test_task_view_updates_by_itself(cluster, closing, live):
+    view = closing(TaskView(limit=100))
+    before = len(view.rows)
+    shoal.get([square.remote(i) for i in range(4)])
+    wait_for(lambda: len(view.rows) >= before + 4, 5, describe=lambda: repr(view))
+    assert f"{len(view.rows)} recent task(s)" in view._body.value
 
 
 def test_progress_bar_reaches_all_ready(cluster, closing, live):
@@ -97,8 +103,9 @@ def test_progress_bar_reaches_all_ready(cluster, closing, live):
     bar = closing(ProgressBar(refs))
     assert bar.total == 4
     wait_for(lambda: bar.done, 5, describe=lambda: repr(bar))
-    assert bar._label.value == "4/4 ready" and bar._bar.value == 4
-    assert "4/4 ready" in bar._repr_mimebundle_()["text/plain"]
+    wait_for(lambda: bar.stopped, 5, describe=lambda: repr(bar))
+    assert "4/4 ready (100%)" in bar._body.value
+    assert bar.static_bundle()["text/plain"] == "tasks: 4/4 ready"
     wait_for(lambda: refresher.current_thread() is None, 5)  # a finished bar stops being refreshed
 
 

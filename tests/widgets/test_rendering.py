@@ -7,8 +7,16 @@ import sys
 import threading
 
 from shoal.widgets import refresher
-from shoal.widgets.cluster_view import ClusterSummary, render_html, render_text, summarize
-from shoal.widgets.task_view import recent_tasks, render_table, render_timeline
+from shoal.widgets.cluster_summary import (
+    ClusterSummary,
+    TaskRate,
+    render_html,
+    render_sparkline,
+    render_text,
+    summarize,
+    task_word,
+)
+from shoal.widgets.task_timeline import recent_tasks, render_legend, render_table, render_timeline
 
 from tests.waiting import wait_for
 
@@ -19,7 +27,7 @@ SNAPSHOT = {
     "resources_available": {"CPU": 0.5, "memory": 3.0 * GIB},
     "object_store_used_bytes": GIB // 2,
     "object_store_total_bytes": 2 * GIB,
-    "tasks_by_state": {"FINISHED": 7, "RUNNING": 2, "FAILED": 0},
+    "tasks_by_state": {"FINISHED": 7, "RUNNING": 2, "FAILED": 1, "CANCELLED": 3, "PENDING_NODE_ASSIGNMENT": 10},
     "actors_by_state": {"ALIVE": 1},
     "num_workers": 3,
 }
@@ -50,26 +58,53 @@ def test_summary_from_snapshot_reports_used_and_total():
 
 def test_static_text_and_html_summaries():
     summary = summarize(SNAPSHOT, [NODE_ROW])
-    text = render_text(summary)
-    assert "1 node(s), 3 worker(s)" in text
-    assert "CPU 1.5/2" in text and "FINISHED 7" in text and "RUNNING 2" in text
-    assert "FAILED" not in text  # zero counts are left out
-    page = render_html(summary)
-    assert "<table>" in page and "<td>1.5/2</td>" in page and "ALIVE 1" in page
+    text = render_text(summary, rates=(0.5, 4.0))
+    assert "1 node, 3 workers, 4.0 tasks/s" in text
+    assert "CPU 1.5/2" in text and "memory 1.0/4.0 GiB" in text and "object store 0.50/2.0 GiB" in text
+    assert "tasks: 10 pending, 2 running, 7 finished, 1 failed, 3 cancelled" in text
+    assert "GPU" not in text and "PENDING_NODE_ASSIGNMENT" not in text
+    assert "actors: 1 alive" in text
+    page = render_html(summary, rates=(0.5, 4.0))
+    assert page.count("class='shoal-node'") == 1
+    assert "data-resource='GPU'" not in page  # no GPU column, and no gap for it, without GPUs
+    assert "1.5/2</span>" in page and "1.0/4.0 GiB</span>" in page and "width:75%" in page
+    assert "<b>3</b> cancelled" in page and "<b>1</b> failed" in page
+    assert "class='shoal-sparkline'" in page
     assert "not running" in render_text(ClusterSummary(connected=False))
+
+
+def test_gpu_column_only_when_a_node_has_gpus():
+    snapshot = {**SNAPSHOT, "resources_total": {"CPU": 2.0, "GPU": 1.0}, "resources_available": {"GPU": 0.0}}
+    text = render_text(summarize(snapshot, [NODE_ROW]))
+    assert "GPU 1/1" in text
+
+
+def test_task_words_users_know():
+    assert task_word("PENDING_NODE_ASSIGNMENT") == task_word("PENDING_ARGS_AVAIL") == "pending"
+    assert task_word("RUNNING") == task_word("RUNNING_IN_RAY_GET") == "running"
+    assert task_word("FAILED", "TASK_CANCELLED") == "cancelled" == task_word("CANCELLED")
+    assert task_word("FAILED", "TASK_EXECUTION_EXCEPTION") == "failed"
+
+
+def test_task_rate_is_tasks_done_per_second_between_samples():
+    rate = TaskRate(samples=3)
+    for now_s, done in ((0.0, 0), (1.0, 4), (3.0, 10), (3.0, 99), (4.0, 10), (5.0, 11)):
+        rate.add(now_s, done)
+    assert rate.rates == (3.0, 0.0, 1.0)  # a repeated time is ignored; only the last 3 are kept
+    assert render_sparkline(rate.rates).count("<polyline") == 1
 
 
 def test_task_table_escapes_names_and_shows_duration():
     rows = [_task("t1", 11, 1000, 1250, name="<b>bad</b>")]
     table = render_table(rows, now_ms=5000)
     assert "&lt;b&gt;bad&lt;/b&gt;" in table and "<b>bad</b>" not in table
-    assert "0.250 s" in table and "<td>11</td>" in table
+    assert "0.250 s" in table and "<td>11</td>" in table and "<td>finished</td>" in table
 
 
-def test_timeline_has_a_row_per_pid_and_a_bar_per_started_task():
+def test_timeline_has_a_row_per_pid_a_bar_per_started_task_and_a_time_axis():
     rows = [
         _task("t1", 11, 1000, 1500),
-        _task("t2", 12, 1100, None, state="RUNNING"),
+        _task("t2", 12, 1100, None, state="RUNNING", name="g"),
         _task("t3", 11, 1600, 1700),
         _task("t4", None, None, None, state="PENDING_NODE_ASSIGNMENT"),
     ]
@@ -77,6 +112,15 @@ def test_timeline_has_a_row_per_pid_and_a_bar_per_started_task():
     assert svg.count("class='shoal-worker'") == 2
     assert svg.count("class='shoal-task'") == 3
     assert "data-worker-pid='11'" in svg and "data-task-id='t2'" in svg
+    # 1 s from first start to now: ticks every 0.2 s, labelled from 0
+    ticks = [part.split(">")[1] for part in svg.split("<text class='shoal-tick'")[1:]]
+    assert [tick.split("<")[0] for tick in ticks] == ["0.0 s", "0.2 s", "0.4 s", "0.6 s", "0.8 s", "1.0 s"]
+    # hovering a bar: name, duration, worker, state
+    assert "<title>g\nduration 0.900 s\nworker pid 12\nstate running</title>" in svg
+    colours = {part.split("fill='")[1][:7] for part in svg.split("<rect")[1:]}
+    assert len(colours) == 2  # a colour per function
+    legend = render_legend(rows)
+    assert "data-function='f'" in legend and "f (2)" in legend and "g (1)" in legend
 
 
 def test_recent_tasks_are_newest_first():

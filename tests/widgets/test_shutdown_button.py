@@ -1,4 +1,5 @@
-"""The ClusterView shut-down button: the click only queues; the refresher thread shuts down."""
+"""The ClusterView shut-down button: it asks first; the confirming click only queues, and the
+refresher thread shuts down."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_shutdown_button_hands_work_to_the_refresher(monkeypatch):
+    monkeypatch.delenv("SHOAL_NONINTERACTIVE", raising=False)
     shoal.init(num_cpus=2)
     try:
         view = ClusterView()
@@ -25,8 +27,13 @@ def test_shutdown_button_hands_work_to_the_refresher(monkeypatch):
             return real_shutdown(*args, **kwargs)
 
         monkeypatch.setattr(shoal, "shutdown", recording_shutdown)
-        view.shutdown_button.click()  # what the comm callback does
-        assert view.shutdown_button.disabled
+        view.shutdown_button.click()  # what the comm callback does: only asks
+        assert view.shutdown_button.disabled and view.confirmation.layout.display == "flex"
+        view.cancel_button.click()
+        assert view.confirmation.layout.display == "none" and not view.shutdown_button.disabled
+        view.shutdown_button.click()
+        assert shoal.is_initialized() and shutdown_threads == []  # asking queues nothing
+        view.confirm_button.click()
         wait_for(lambda: not shoal.is_initialized(), 10)
         assert shutdown_threads == [refresher.THREAD_NAME]
         wait_for(lambda: refresher.current_thread() is None, 5)
@@ -55,8 +62,8 @@ def test_shutdown_from_the_notebook_freezes_live_widgets(monkeypatch):
         wait_for(lambda: refresher.current_thread() is not None, 2)
         shoal.shutdown()
         wait_for(lambda: not thread.is_alive(), 5, describe=lambda: _where(thread))  # nothing to watch: exits
-        assert not view.summary.connected
-        assert "not running" in view._repr_mimebundle_()["text/plain"]
+        assert view.stopped and view.summary.connected  # the last state, kept
+        assert view._repr_mimebundle_()["text/plain"].endswith("(cluster shut down)")
         view.close()
     finally:
         stop_refresher()
