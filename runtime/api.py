@@ -336,6 +336,12 @@ def _client_for_get(refs: list) -> CoreClient:
         OwnerDiedError: A ref was made in a session that `shutdown()` ended (nobody will ever
             make its object), with no new cluster started on its account.
     """
+    check_current_refs(refs)
+    return session.client()
+
+
+def check_current_refs(refs) -> None:
+    """Raise OwnerDiedError for the first ref made in a session that has ended (see _client_for_get)."""
     for ref in refs:
         if session.belongs_to_ended_session(ref._client):
             raise exceptions.OwnerDiedError(
@@ -343,7 +349,6 @@ def _client_for_get(refs: list) -> CoreClient:
                 reason="This ref belongs to a cluster that was shut down: shoal.shutdown() ended the "
                 "session that made it, and its object went with it. Make the object again in the current session.",
             )
-    return session.client()
 
 
 def _on_block(blocked: bool) -> None:

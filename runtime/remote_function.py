@@ -13,7 +13,7 @@ from ._core import feasibility, serialization, session, task_context
 from ._core.config import INLINE_OBJECT_MAX_BYTES
 from ._core.protocol import TaskSpec
 from ._core.task_args import lift_refs
-from .api import put_serialized
+from .api import check_current_refs, put_serialized
 from .object_ref import ObjectRef
 
 DEFAULT_MAX_RETRIES = 3
@@ -157,6 +157,7 @@ def build_task(
     the caller keeps the last alive until the spec is queued.
     """
     task_id = session.next_task_id()
+    check_current_refs(a for a in (*args, *kwargs.values()) if type(a) is ObjectRef)  # a stale one would hang
     args, kwargs, arg_refs = lift_refs(args, kwargs, ObjectRef)
     args_bytes = None
     args_in_store = False

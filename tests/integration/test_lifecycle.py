@@ -85,6 +85,11 @@ def test_a_ref_from_a_shut_down_cluster_fails_at_once_and_starts_nothing():
     try:
         with pytest.raises(shoal.exceptions.OwnerDiedError, match="was shut down"):
             shoal.get(put_ref, timeout=30)  # a ref from the previous session, after a fresh init
+        echo = shoal.remote(lambda value: value)
+        with pytest.raises(shoal.exceptions.OwnerDiedError, match="was shut down"):
+            echo.remote(put_ref)  # as a task's argument it would wait for ever: refused at the call
+        with pytest.raises(shoal.exceptions.OwnerDiedError, match="was shut down"):
+            echo.remote(value=task_ref)
         assert shoal.get(shoal.put(2)) == 2
     finally:
         shoal.shutdown()
