@@ -477,3 +477,16 @@ shoal.shutdown()
             assert "loop failed" in log.read()
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+
+
+def test_shoal_stop_prunes_the_crash_logs_beyond_the_newest(tmp_path):
+    crashed = tmp_path / f"shoal-{os.getuid()}" / lifecycle.CRASHED_DIR
+    for index in range(3):
+        path = crashed / f"session_{index}"
+        path.mkdir(parents=True)
+        at = time.time() - (3 - index) * 60  # session_2 is the newest
+        os.utime(path, (at, at))
+    env = dict(os.environ, TMPDIR=str(tmp_path), SHOAL_CRASH_LOGS_KEEP="1")
+    stopped = subprocess.run([sys.executable, "-m", "shoal.cli", "stop"], capture_output=True, text=True, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert os.listdir(crashed) == ["session_2"]
