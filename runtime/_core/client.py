@@ -15,6 +15,7 @@ multipart message (see `_flush` for the order it keeps).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -46,6 +47,8 @@ _REPLIES = (
 
 _REFUSED = object()
 KEEPALIVE_INTERVAL_S = 1.0  # clients connected over TCP say they are alive this often
+_ENVELOPE_MAX_BYTES = 1 << 20  # a payload this far below the limit fits whatever message carries it
+_LENGTH_HEADER_BYTES = 8  # msgpack writes a long bytes field's length in up to 4 more bytes than an empty one's
 
 
 class _Reply:
@@ -105,6 +108,30 @@ class CoreClient:
     @property
     def connected(self) -> bool:
         return self._node_info is not None
+
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message this client may send, 0 for no limit: over TCP, the node's SHOAL_MAX_MESSAGE_BYTES."""
+        return self._node_info.max_message_bytes if self.remote and self._node_info is not None else 0
+
+    def ensure_fits(self, envelope, payload_bytes: int, what: str) -> None:
+        """Raise now if `envelope` (a message with its payload left out) plus `payload_bytes` is more than
+        the node takes: it would drop the message unanswered, and the caller would wait for nothing.
+
+        Raises:
+            ValueError: the message is over the cluster's SHOAL_MAX_MESSAGE_BYTES.
+        """
+        limit = self.max_message_bytes
+        if not limit or payload_bytes <= limit - _ENVELOPE_MAX_BYTES:
+            return
+        size = len(protocol.encode(envelope)) + payload_bytes + _LENGTH_HEADER_BYTES
+        if size > limit:
+            raise ValueError(
+                f"{what} is {size:,} bytes as a message, more than the shoal cluster at {self.endpoint} takes "
+                f"from a driver connected over TCP: SHOAL_MAX_MESSAGE_BYTES={limit:,} on its nodes. Send it in "
+                "smaller pieces, raise SHOAL_MAX_MESSAGE_BYTES where the cluster is started, or run the driver "
+                "on a machine of the cluster (over ipc there is no such limit)."
+            )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -227,10 +254,21 @@ class CoreClient:
 
     def export_function(self, function_id: bytes, payload: bytes) -> None:
         if function_id not in self.exported:
+            self.ensure_fits(
+                protocol.ExportFunction(function_id, b""),
+                len(payload),
+                "The pickled definition of this function or class (its code and the variables it captures)",
+            )
             self.exported.add(function_id)
             self.outgoing.append(protocol.ExportFunction(function_id, payload))
 
     def submit(self, spec: TaskSpec, return_ids: list) -> None:
+        if spec.args is not None:
+            self.ensure_fits(
+                protocol.SubmitTasks([dataclasses.replace(spec, args=b"")]),
+                len(spec.args),
+                f"A call of {spec.function_name} with its arguments",
+            )
         self.objects.expect(return_ids)
         self.outgoing.append(spec)
         # Batched by the I/O thread; a get() or wait() flushes at once (see flush_pending).
@@ -425,7 +463,7 @@ class CoreClient:
 
     def _emit_batches(self, body: list, specs: list, results: list, events: list) -> None:
         if specs:
-            body.append(protocol.encode(protocol.SubmitTasks(specs)))
+            body += self._encode_submits(specs)
         if results:
             body.append(protocol.encode(protocol.TasksDone(results)))
         decrements: dict = {}
@@ -434,6 +472,15 @@ class CoreClient:
         pins = self.objects.take_released_pins()
         if decrements or pins:
             body.append(protocol.encode(protocol.UpdateReferences(decrements, pins, [])))
+
+    def _encode_submits(self, specs: list) -> list:
+        """SubmitTasks frames for `specs`: one, or over TCP as many as keep each within the node's limit."""
+        frame = protocol.encode(protocol.SubmitTasks(specs))
+        limit = self.max_message_bytes
+        if not limit or len(frame) <= limit or len(specs) == 1:
+            return [frame]  # one spec alone always fits: submit() checked it
+        half = len(specs) // 2
+        return self._encode_submits(specs[:half]) + self._encode_submits(specs[half:])
 
 
 _current: CoreClient | None = None
