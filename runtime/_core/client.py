@@ -45,7 +45,8 @@ _REPLIES = (
 )
 
 
-_REFUSED = object()
+_REFUSED = object()  # the token is wrong
+_CROWDED = object()  # the node's gate kept turning this host away (port_guard)
 KEEPALIVE_INTERVAL_S = 1.0  # clients connected over TCP say they are alive this often
 _ENVELOPE_MAX_BYTES = 1 << 20  # a payload this far below the limit fits whatever message carries it
 _LENGTH_HEADER_BYTES = 8  # msgpack writes a long bytes field's length in up to 4 more bytes than an empty one's
@@ -149,7 +150,15 @@ class CoreClient:
         socket.connect(self.endpoint)
         return socket
 
-    def connect(self, timeout_s: float = 30.0) -> protocol.RegisterClientReply:
+    def connect(self, timeout_s: float | None = None) -> protocol.RegisterClientReply:
+        """Register with the node manager; `timeout_s` defaults to SHOAL_CONNECT_TIMEOUT_S.
+
+        Raises:
+            ConnectionError: no answer in time, or over TCP the node refused the connection (a
+                wrong token, or too many unauthenticated connections from this host).
+        """
+        if timeout_s is None:
+            timeout_s = config.load_config().connect_timeout_s
         self.context = zmq.Context(io_threads=1)
         self.socket = self._dealer(self.client_id)
         monitor = self.socket.get_monitor_socket() if self.remote else None
@@ -169,6 +178,15 @@ class CoreClient:
                 f"the shoal cluster at {self.endpoint} refused the connection: the token is wrong "
                 "or missing (set SHOAL_TOKEN to the token in the file `shoal start` printed)"
             )
+        if reply is _CROWDED:
+            self.close()
+            raise ConnectionError(
+                f"the shoal cluster at {self.endpoint} kept refusing the connection for {timeout_s:g} s, "
+                "before the token could be checked: too many connections from this host had not finished "
+                "the handshake (more than SHOAL_MAX_UNAUTHENTICATED_PER_HOST on the cluster's nodes, or "
+                "SHOAL_MAX_UNAUTHENTICATED_CONNECTIONS in all). Something may be flooding the cluster's port; "
+                "try again once it stops, or raise the limits where the cluster is started"
+            )
         if reply is None:
             self.close()
             raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
@@ -186,15 +204,16 @@ class CoreClient:
         """Wait for the node manager's answer; over TCP, fail fast if the token is refused."""
         if monitor is None:
             return registered.value if registered.event.wait(timeout_s) else None
-        from . import auth
+        from .handshake_watch import HandshakeWatch
 
+        watch = HandshakeWatch(monitor, self.endpoint, min(1.0, config.load_config().handshake_timeout_s / 2))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if registered.event.wait(0.05):
                 return registered.value
-            if auth.handshake_refused(monitor):
+            if watch.token_refused():
                 return _REFUSED
-        return None
+        return _CROWDED if watch.crowded else None
 
     def close(self) -> None:
         if self._closed:
