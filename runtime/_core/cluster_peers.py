@@ -296,6 +296,7 @@ class ClusterPeers(NodeHost):
             self._send_peer(info.node_id, protocol.NodeTable(rows))
 
     def _cluster_housekeeping(self, now: float) -> None:
+        self._transfer_housekeeping(now)
         if self.state_queries:
             self._expire_state_queries(now)
         if self.is_head:

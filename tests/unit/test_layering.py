@@ -22,7 +22,7 @@ LIBRARIES = ("data", "train", "tune", "serve", "rllib")
 CORE_LAYERS = {
     "leaf": {"config", "ids", "protocol", "task_args", "task_context", "frame_names"},
     "pure state": {"scheduling", "cluster_table", "object_directory", "arena_allocator", "placement_groups"}
-    | {"state_view", "message_schema", "connection_gate", "tcp_frames"},
+    | {"state_view", "message_schema", "connection_gate", "tcp_frames", "pull_window"},
     "mechanism": {"serialization", "serializability", "shared_arena", "arena_store", "auth", "lifecycle"}
     | {"local_objects", "object_io", "system_errors", "fault_log", "handshake_watch"},
     "service": {"client", "session", "feasibility", "control_store", "node_manager", "node_launcher", "node_main"}
