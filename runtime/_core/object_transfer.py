@@ -13,7 +13,9 @@ Chunks travel on each node's data port, a plain TCP socket beside the CURVE-encr
 control port: encryption caps ZeroMQ near 0.25 GiB/s on this hardware, a plain socket moves
 over 1 GiB/s. Every request on it is signed with a key derived from the cluster token
 (`auth.sign`) and unsigned ones are dropped, so only token holders can read objects; the
-bytes themselves are not encrypted (as in Ray's object transfers).
+bytes themselves are not encrypted (as in Ray's object transfers). Like the CURVE port, the
+data port admits few connections per host that have not yet proved themselves, here with a
+signed request, and closes those that have not by the handshake deadline (port_guard).
 
 When the holder dies the value is forgotten (the entry goes back to pending) and its waiters
 wait again: the owner re-runs the task that made it (lineage, recursively through its
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from . import auth, protocol
+from . import auth, port_guard, protocol
 from .node_host import NodeHost
 from .protocol import ObjectValue
 from .pull_window import PullWindow
@@ -116,7 +118,7 @@ class ObjectTransfer(NodeHost):
                 socket.send(protocol.encode(protocol.PullChunk(pull.object_id, offset, length, mac)))
 
     def _transfer_housekeeping(self, now: float) -> None:
-        """Ask again for chunks that did not come."""
+        """Ask again for chunks that did not come; close data-port connections that never proved themselves."""
         for pull in list(self.pulls.values()):
             again = pull.window.overdue(now)
             if again is None:
@@ -132,6 +134,8 @@ class ObjectTransfer(NodeHost):
                     "asking node %s again for %d chunk(s) of %s", pull.node.hex(), len(again), pull.object_id.hex()
                 )
                 self._ask_chunks(pull, again)
+        if self.data_router is not None:
+            self.data_guard.drain(now)
 
     # -- the data port --------------------------------------------------------------------
 
@@ -140,10 +144,14 @@ class ObjectTransfer(NodeHost):
         self.data_router = self.context.socket(zmq.ROUTER)
         self.data_router.setsockopt(zmq.LINGER, 0)
         self.data_router.setsockopt(zmq.MAXMSGSIZE, 4096)  # requests only: a few ids and numbers
+        self.data_router.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(self.config.handshake_timeout_s * 1000)))
         port = self.data_router.bind_to_random_port(f"tcp://{host}")
         self.data_endpoint = f"tcp://{host}:{port}"
         self.data_sockets: dict = {}  # node id -> DEALER to its data port
         self.socket_handlers[self.data_router] = self._serve_data_requests
+        # Proven only by a signed request: one that sends none by the deadline is closed.
+        self.data_guard = port_guard.PortGuard(self.data_router, port, self.config, self.faults, close_unproven=True)
+        self.socket_handlers[self.data_guard.monitor] = lambda monitor: self.data_guard.drain(time.monotonic())
 
     def _data_socket(self, node_id: bytes):
         socket = self.data_sockets.get(node_id) if self.data_router is not None else None
@@ -165,12 +173,14 @@ class ObjectTransfer(NodeHost):
         """Requests from anyone who can reach the port: checked field by field, then the signature."""
         for _ in range(256):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
+                received = router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            frames = [frame.bytes for frame in received]
             request = self._data_request(frames)
             if request is None:
                 continue
+            self.data_guard.proven(received[0].get(zmq.SRCFD))
             try:
                 header, data = self._chunk_reply(request, view_ok=True)
                 router.send_multipart([frames[0], protocol.encode(header), data], copy=True)
@@ -222,6 +232,7 @@ class ObjectTransfer(NodeHost):
         for node_id in list(getattr(self, "data_sockets", {})):
             self._close_data_socket(node_id)
         if self.data_router is not None:
+            self.data_guard.close()
             self.data_router.close(linger=0)
 
     def _on_object_chunk(self, node_id, message: protocol.ObjectChunk, data) -> None:

@@ -1,4 +1,5 @@
-"""The data port between nodes: a pull outlives a connection that drops its chunks.
+"""The data port between nodes: a pull outlives a connection that drops its chunks, and idle
+strangers are bounded like on the CURVE port.
 
 Two `shoal start --block` nodes on 127.0.0.1 (head: `head_only`, worker: `node_a`) with a short
 chunk timeout and handshake deadline, small limits on unproven connections, and a node timeout
@@ -16,6 +17,8 @@ import numpy as np
 import psutil
 import pytest
 import shoal
+import zmq
+from shoal._core import protocol
 
 from tests.cluster.nodes import LocalCluster
 from tests.waiting import wait_for
@@ -134,3 +137,66 @@ def test_a_pull_survives_a_connection_that_drops_its_chunk_requests(cluster):
     finally:
         os.kill(holder.manager_pid, signal.SIGCONT)
     assert shoal.get(summed, timeout=60) == _expected(floats)
+
+
+def _closed_by_server(connection: socket.socket) -> bool:
+    try:
+        while connection.recv(4096):
+            pass
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _made_on(resource: str, floats: int = 1 << 20):
+    flag, array = made.options(**_on(resource)).remote(floats)
+    assert shoal.get(flag, timeout=60)
+    return array
+
+
+def test_idle_and_unsigned_connections_to_the_data_port_are_bounded_and_closed(cluster):
+    flooded, puller = cluster.head, cluster.worker
+    data_port = _data_port(flooded)
+    # The worker pulls from the head once: its connection to the head's data port proves itself.
+    assert shoal.get(total.options(**_on("node_a")).remote(_made_on("head_only")), timeout=60) == _expected(1 << 20)
+    (proven,) = _connections_to(puller.manager_pid, data_port)
+    before = _refused(flooded)
+    idle = [socket.create_connection(("127.0.0.1", data_port), timeout=5) for _ in range(5 * PER_HOST)]
+    context = zmq.Context()
+    unsigned = context.socket(zmq.DEALER)
+    unsigned.setsockopt(zmq.LINGER, 0)
+    unsigned.setsockopt(zmq.RECONNECT_IVL, 60_000)  # once closed, it stays closed
+    monitor = unsigned.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    try:
+        for connection in idle:
+            connection.setblocking(False)
+        # All but PER_HOST are refused at once ...
+        wait_for(lambda: _refused(flooded) >= before + 4 * PER_HOST, 30, lambda: f"refused: {_refused(flooded)}")
+        # ... while the worker goes on pulling from the head over the connection proven before.
+        during = _made_on("head_only")
+        assert shoal.get(total.options(**_on("node_a")).remote(during), timeout=60) == _expected(1 << 20)
+        # A stranger that speaks the protocol but cannot sign is a stranger too.
+        unsigned.connect(f"tcp://127.0.0.1:{data_port}")
+        unsigned.send(protocol.encode(protocol.PullChunk(b"x" * 20, 0, 10, b"m" * 32)))
+        # The rest are closed at the deadline, for never sending a signed request.
+        wait_for(
+            lambda: all(_closed_by_server(connection) for connection in idle),
+            HANDSHAKE_TIMEOUT_S + 15,
+            lambda: f"{sum(not _closed_by_server(c) for c in idle)} idle connections still open",
+        )
+        assert monitor.poll(int((HANDSHAKE_TIMEOUT_S + 15) * 1000)), "the unsigned connection was left open"
+    finally:
+        for connection in idle:
+            connection.close()
+        unsigned.disable_monitor()
+        monitor.close()
+        unsigned.close()
+        context.term()
+    assert _connections_to(puller.manager_pid, data_port) == [proven]  # never closed: it proved itself
+    # A new connection from the worker is admitted now: cut its own, and it connects again.
+    _cut(puller.manager_pid, proven.fd)
+    after = _made_on("head_only")
+    assert shoal.get(total.options(**_on("node_a")).remote(after), timeout=60) == _expected(1 << 20)
+    assert _connections_to(puller.manager_pid, data_port) != [proven]
