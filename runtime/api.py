@@ -307,11 +307,11 @@ session.set_starter(init)
 # -- objects -------------------------------------------------------------------------------
 
 
-def put_serialized(client: CoreClient, serialized) -> ObjectRef:
+def put_serialized(client: CoreClient, serialized, what: str = "The object passed to shoal.put()") -> ObjectRef:
     """Store an already serialized value under a fresh id (`put`'s path, and large task arguments')."""
     object_id = session.next_task_id() + b"\x00\x00\x00\x00"
     ref = ObjectRef(object_id)
-    object_io.put_serialized(client, object_id, serialized)
+    object_io.put_serialized(client, object_id, serialized, what)
     return ref
 
 
@@ -320,6 +320,8 @@ def put(value, *, _owner=None) -> ObjectRef:
 
     Raises:
         TypeError: `value` is an ObjectRef, or cannot be pickled.
+        ValueError: a driver connected over TCP puts more than the cluster takes in one message
+            (SHOAL_MAX_MESSAGE_BYTES).
     """
     if isinstance(value, ObjectRef):
         raise TypeError(

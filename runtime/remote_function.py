@@ -167,7 +167,7 @@ def build_task(
         serialized = serialization.serialize_arguments(args, kwargs)
         contained = serialized.contained
         if serialized.total_bytes > INLINE_OBJECT_MAX_BYTES:
-            keep_alive = put_serialized(client, serialized)
+            keep_alive = put_serialized(client, serialized, f"The arguments of a call of {prepared['function_name']}")
             arg_refs.append(keep_alive.binary())
             args_in_store = True
         else:

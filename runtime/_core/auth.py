@@ -79,25 +79,6 @@ def secure_client(socket, token: str) -> None:
     socket.curve_secretkey = secret
 
 
-def handshake_refused(monitor) -> bool:
-    """Whether a socket's monitor reports a CURVE handshake the server refused (wrong token)."""
-    from zmq.utils.monitor import recv_monitor_message
-
-    refused = {
-        getattr(zmq, name)
-        for name in (
-            "EVENT_HANDSHAKE_FAILED_AUTH",
-            "EVENT_HANDSHAKE_FAILED_PROTOCOL",
-            "EVENT_HANDSHAKE_FAILED_NO_DETAIL",
-        )
-        if hasattr(zmq, name)
-    }
-    while monitor.poll(0):
-        if recv_monitor_message(monitor)["event"] in refused:
-            return True
-    return False
-
-
 class TokenAuthenticator:
     """Admits CURVE clients whose public key comes from the cluster token (ZAP handler)."""
 

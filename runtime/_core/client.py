@@ -15,6 +15,7 @@ multipart message (see `_flush` for the order it keeps).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -44,8 +45,11 @@ _REPLIES = (
 )
 
 
-_REFUSED = object()
+_REFUSED = object()  # the token is wrong
+_CROWDED = object()  # the node's gate kept turning this host away (port_guard)
 KEEPALIVE_INTERVAL_S = 1.0  # clients connected over TCP say they are alive this often
+_ENVELOPE_MAX_BYTES = 1 << 20  # a payload this far below the limit fits whatever message carries it
+_LENGTH_HEADER_BYTES = 8  # msgpack writes a long bytes field's length in up to 4 more bytes than an empty one's
 
 
 class _Reply:
@@ -106,6 +110,30 @@ class CoreClient:
     def connected(self) -> bool:
         return self._node_info is not None
 
+    @property
+    def max_message_bytes(self) -> int:
+        """The largest message this client may send, 0 for no limit: over TCP, the node's SHOAL_MAX_MESSAGE_BYTES."""
+        return self._node_info.max_message_bytes if self.remote and self._node_info is not None else 0
+
+    def ensure_fits(self, envelope, payload_bytes: int, what: str) -> None:
+        """Raise now if `envelope` (a message with its payload left out) plus `payload_bytes` is more than
+        the node takes: it would drop the message unanswered, and the caller would wait for nothing.
+
+        Raises:
+            ValueError: the message is over the cluster's SHOAL_MAX_MESSAGE_BYTES.
+        """
+        limit = self.max_message_bytes
+        if not limit or payload_bytes <= limit - _ENVELOPE_MAX_BYTES:
+            return
+        size = len(protocol.encode(envelope)) + payload_bytes + _LENGTH_HEADER_BYTES
+        if size > limit:
+            raise ValueError(
+                f"{what} is {size:,} bytes as a message, more than the shoal cluster at {self.endpoint} takes "
+                f"from a driver connected over TCP: SHOAL_MAX_MESSAGE_BYTES={limit:,} on its nodes. Send it in "
+                "smaller pieces, raise SHOAL_MAX_MESSAGE_BYTES where the cluster is started, or run the driver "
+                "on a machine of the cluster (over ipc there is no such limit)."
+            )
+
     # -- lifecycle --------------------------------------------------------------------------
 
     def _dealer(self, identity: bytes):
@@ -122,7 +150,15 @@ class CoreClient:
         socket.connect(self.endpoint)
         return socket
 
-    def connect(self, timeout_s: float = 30.0) -> protocol.RegisterClientReply:
+    def connect(self, timeout_s: float | None = None) -> protocol.RegisterClientReply:
+        """Register with the node manager; `timeout_s` defaults to SHOAL_CONNECT_TIMEOUT_S.
+
+        Raises:
+            ConnectionError: no answer in time, or over TCP the node refused the connection (a
+                wrong token, or too many unauthenticated connections from this host).
+        """
+        if timeout_s is None:
+            timeout_s = config.load_config().connect_timeout_s
         self.context = zmq.Context(io_threads=1)
         self.socket = self._dealer(self.client_id)
         monitor = self.socket.get_monitor_socket() if self.remote else None
@@ -142,6 +178,15 @@ class CoreClient:
                 f"the shoal cluster at {self.endpoint} refused the connection: the token is wrong "
                 "or missing (set SHOAL_TOKEN to the token in the file `shoal start` printed)"
             )
+        if reply is _CROWDED:
+            self.close()
+            raise ConnectionError(
+                f"the shoal cluster at {self.endpoint} kept refusing the connection for {timeout_s:g} s, "
+                "before the token could be checked: too many connections from this host had not finished "
+                "the handshake (more than SHOAL_MAX_UNAUTHENTICATED_PER_HOST on the cluster's nodes, or "
+                "SHOAL_MAX_UNAUTHENTICATED_CONNECTIONS in all). Something may be flooding the cluster's port; "
+                "try again once it stops, or raise the limits where the cluster is started"
+            )
         if reply is None:
             self.close()
             raise ConnectionError(f"no answer from the shoal node manager at {self.endpoint} within {timeout_s} s")
@@ -159,15 +204,16 @@ class CoreClient:
         """Wait for the node manager's answer; over TCP, fail fast if the token is refused."""
         if monitor is None:
             return registered.value if registered.event.wait(timeout_s) else None
-        from . import auth
+        from .handshake_watch import HandshakeWatch
 
+        watch = HandshakeWatch(monitor, self.endpoint, min(1.0, config.load_config().handshake_timeout_s / 2))
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if registered.event.wait(0.05):
                 return registered.value
-            if auth.handshake_refused(monitor):
+            if watch.token_refused():
                 return _REFUSED
-        return None
+        return _CROWDED if watch.crowded else None
 
     def close(self) -> None:
         if self._closed:
@@ -227,10 +273,21 @@ class CoreClient:
 
     def export_function(self, function_id: bytes, payload: bytes) -> None:
         if function_id not in self.exported:
+            self.ensure_fits(
+                protocol.ExportFunction(function_id, b""),
+                len(payload),
+                "The pickled definition of this function or class (its code and the variables it captures)",
+            )
             self.exported.add(function_id)
             self.outgoing.append(protocol.ExportFunction(function_id, payload))
 
     def submit(self, spec: TaskSpec, return_ids: list) -> None:
+        if spec.args is not None:
+            self.ensure_fits(
+                protocol.SubmitTasks([dataclasses.replace(spec, args=b"")]),
+                len(spec.args),
+                f"A call of {spec.function_name} with its arguments",
+            )
         self.objects.expect(return_ids)
         self.outgoing.append(spec)
         # Batched by the I/O thread; a get() or wait() flushes at once (see flush_pending).
@@ -425,7 +482,7 @@ class CoreClient:
 
     def _emit_batches(self, body: list, specs: list, results: list, events: list) -> None:
         if specs:
-            body.append(protocol.encode(protocol.SubmitTasks(specs)))
+            body += self._encode_submits(specs)
         if results:
             body.append(protocol.encode(protocol.TasksDone(results)))
         decrements: dict = {}
@@ -434,6 +491,15 @@ class CoreClient:
         pins = self.objects.take_released_pins()
         if decrements or pins:
             body.append(protocol.encode(protocol.UpdateReferences(decrements, pins, [])))
+
+    def _encode_submits(self, specs: list) -> list:
+        """SubmitTasks frames for `specs`: one, or over TCP as many as keep each within the node's limit."""
+        frame = protocol.encode(protocol.SubmitTasks(specs))
+        limit = self.max_message_bytes
+        if not limit or len(frame) <= limit or len(specs) == 1:
+            return [frame]  # one spec alone always fits: submit() checked it
+        half = len(specs) // 2
+        return self._encode_submits(specs[:half]) + self._encode_submits(specs[half:])
 
 
 _current: CoreClient | None = None

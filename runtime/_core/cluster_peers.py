@@ -25,6 +25,7 @@ import zmq
 
 from . import auth, message_schema, protocol, tcp_frames
 from .cluster_table import LOCAL, ClusterTable, NodeInfo
+from .handshake_watch import HandshakeWatch
 from .ids import NODE_TAG_BYTES, owner_tag
 from .node_host import NodeHost
 from .protocol import ObjectValue
@@ -115,13 +116,21 @@ class ClusterPeers(NodeHost):
             )
         )
         # The head answers through its own connection to our port, with the node table.
+        watch = HandshakeWatch(monitor, f"tcp://{host}:{port}", min(1.0, self.config.handshake_timeout_s / 2))
         deadline = time.monotonic() + timeout_s
         try:
             while self.cluster_head_id() is None:
-                if auth.handshake_refused(monitor):
+                if watch.token_refused():
                     raise ConnectionError(
                         f"the shoal head at {self.head_address} refused this node: the token is wrong "
                         "(pass the head's token file with --token-file, or set SHOAL_TOKEN)"
+                    )
+                if time.monotonic() > deadline and watch.crowded:
+                    raise ConnectionError(
+                        f"the shoal head at {self.head_address} kept refusing this node for {timeout_s:g} s, "
+                        "before the token could be checked: too many connections from this host had not "
+                        "finished the handshake (more than SHOAL_MAX_UNAUTHENTICATED_PER_HOST on the head, or "
+                        "SHOAL_MAX_UNAUTHENTICATED_CONNECTIONS in all); try again once they stop"
                     )
                 if time.monotonic() > deadline:
                     raise ConnectionError(
@@ -287,6 +296,7 @@ class ClusterPeers(NodeHost):
             self._send_peer(info.node_id, protocol.NodeTable(rows))
 
     def _cluster_housekeeping(self, now: float) -> None:
+        self._transfer_housekeeping(now)
         if self.state_queries:
             self._expire_state_queries(now)
         if self.is_head:

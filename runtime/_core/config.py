@@ -48,6 +48,11 @@ class RuntimeConfig:
     max_unauthenticated_per_host: int = 16  # ... and from any one address
     prestart_workers: bool = True
     node_timeout_s: float = 10.0  # a node silent this long is dead (the head, too, for the others)
+    connect_timeout_s: float = 30.0  # how long a driver waits for the node manager to answer its registration
+    pull_chunk_timeout_s: float = 10.0  # a chunk of an object pulled from another node not here by then is asked again
+    pull_chunk_attempts: int = 6  # ... this many times in all; then the copy counts as unreachable
+    crash_logs_keep: int = 20  # crashed nodes' log directories kept: the newest this many ...
+    crash_logs_max_age_days: float = 14.0  # ... and none older than this
 
 
 def load_config() -> RuntimeConfig:
@@ -65,6 +70,11 @@ def load_config() -> RuntimeConfig:
         handshake_timeout_s=_env_float("SHOAL_HANDSHAKE_TIMEOUT_S", 5.0),
         max_unauthenticated_connections=_env_int("SHOAL_MAX_UNAUTHENTICATED_CONNECTIONS", 128),
         max_unauthenticated_per_host=_env_int("SHOAL_MAX_UNAUTHENTICATED_PER_HOST", 16),
+        connect_timeout_s=_env_float("SHOAL_CONNECT_TIMEOUT_S", 30.0),
+        pull_chunk_timeout_s=_env_float("SHOAL_PULL_CHUNK_TIMEOUT_S", 10.0),
+        pull_chunk_attempts=max(1, _env_int("SHOAL_PULL_CHUNK_ATTEMPTS", 6)),
+        crash_logs_keep=max(0, _env_int("SHOAL_CRASH_LOGS_KEEP", 20)),
+        crash_logs_max_age_days=_env_float("SHOAL_CRASH_LOGS_MAX_AGE_DAYS", 14.0),
     )
 
 

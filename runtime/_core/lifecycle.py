@@ -3,7 +3,8 @@
 Every process shoal starts asks the kernel to signal it when its parent dies
 (PR_SET_PDEATHSIG), so a killed driver never leaves a cluster behind. A session directory
 (owner-only, 0700) records the process it belongs to; one whose process is gone (a node that
-was SIGKILLed) is removed by the next `collect_stale_sessions`.
+was SIGKILLed) is removed by the next `collect_stale_sessions`, which also prunes the logs kept
+of crashed nodes (`keep_logs`) to the newest few and the recent ones.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import time
 from typing import Literal
 
@@ -149,6 +151,7 @@ def collect_stale_sessions() -> list[str]:
             remove_session_dir(path)
             removed.append(path)
             logger.info("removed the stale session directory %s", path)
+    prune_crash_logs()
     return removed
 
 
@@ -212,12 +215,47 @@ def keep_logs(session_dir: str | None) -> str | None:
     try:
         os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
         os.rename(source, target)
+        os.utime(target)  # its age, for prune_crash_logs, counts from the crash
     except OSError:
         pass  # moved already (or never written): whichever exists is the answer
     for path in (target, source):
         if os.path.isdir(path):
             return path
     return None
+
+
+def prune_crash_logs(now: float | None = None) -> list[str]:
+    """Remove kept crash logs beyond the newest `crash_logs_keep` or older than `crash_logs_max_age_days`.
+
+    Only this user's own directories named like sessions, directly in `<tmp>/shoal-<uid>/crashed/`,
+    are candidates (a symlink or anything else there is left alone); their age is their mtime,
+    which `keep_logs` sets when it moves them. Returns the paths removed.
+    """
+    settings = config.load_config()
+    root = os.path.join(config.temp_root(), CRASHED_DIR)
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    kept = []
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue  # removed meanwhile, by another shoal process
+        if name.startswith("session_") and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+            kept.append((info.st_mtime, name, path))
+    kept.sort(reverse=True)  # newest first
+    oldest_allowed = (time.time() if now is None else now) - settings.crash_logs_max_age_days * 86400
+    removed = []
+    for rank, (mtime, _, path) in enumerate(kept):
+        if rank >= settings.crash_logs_keep or mtime < oldest_allowed:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        logger.info("removed %d crashed nodes' log directories from %s", len(removed), root)
+    return removed
 
 
 def kill_quietly(pid: int, sig: int = signal.SIGKILL) -> None:

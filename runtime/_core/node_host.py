@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .arena_store import ArenaStore
     from .cluster_table import ClusterTable
     from .config import RuntimeConfig
+    from .fault_log import FaultLog
     from .node_manager import ClientRecord, TaskRecord
     from .object_directory import FreeActions, ObjectDirectory
     from .placement_groups import PlacementGroupTable
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
         node_ip: str
         started_at: float
         running: bool
+        faults: FaultLog
         scheduler: SchedulerState
         objects: ObjectDirectory
         store: ArenaStore
@@ -111,6 +113,7 @@ if TYPE_CHECKING:
         def _on_object_chunk(self, node_id, message: protocol.ObjectChunk, data) -> None: ...
         def _on_pull_chunk(self, node_id: bytes, message: protocol.PullChunk) -> None: ...
         def _objects_lost_with(self, node_id: bytes) -> None: ...
+        def _transfer_housekeeping(self, now: float) -> None: ...
 
         # -- ClusterActors' and GroupPlacement's methods ------------------------------------
         def actor_call_lost(self, record, node_id: bytes) -> None: ...

@@ -545,6 +545,7 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
                 self.resources,
                 self.node_ip,
                 os.getpid(),
+                self.config.max_message_bytes,
             ),
         )
         if message.kind == "worker":

@@ -33,11 +33,17 @@ def materialize_location(client, location):
     return serialization.deserialize(view)
 
 
-def put_serialized(client, object_id: bytes, serialized) -> None:
+def put_serialized(client, object_id: bytes, serialized, what: str = "The object") -> None:
     """Store a put value: inline or in the arena, known here and told to the node manager.
 
     The caller holds a ref to `object_id` already, so the node manager counts it from the start.
+
+    Raises:
+        ValueError: over TCP, the value is more than the cluster takes in one message (`what` names it).
     """
+    if client.remote:
+        envelope = PutObjects([ObjectValue(object_id, b"", -1, 0, False, serialized.contained)])
+        client.ensure_fits(envelope, serialized.total_bytes, what)
     value = store_serialized(client, object_id, serialized, config.INLINE_OBJECT_MAX_BYTES)
     # The node manager pins an arena object for its putter, so the putter's get is local.
     client.objects.put_local(value, pinned=value.data is None)

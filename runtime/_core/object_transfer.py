@@ -4,14 +4,18 @@ A mixin of NodeManagerService. A node that needs an object stored on another nod
 directory entry is ready but `remote_objects` names the holder) pulls it: it allocates the
 whole object in its own arena, then asks the holder for chunks, a few outstanding at a
 time, writing each into place, so a large object never sits whole in Python memory. Several
-objects transfer at once, each with its own window. The waiters (tasks about to run here,
-clients in get) continue when the last chunk lands.
+objects transfer at once, each with its own window (pull_window): a chunk not there within
+SHOAL_PULL_CHUNK_TIMEOUT_S is asked for again, and after SHOAL_PULL_CHUNK_ATTEMPTS the copy
+counts as unavailable. The waiters (tasks about to run here, clients in get) continue when the
+last chunk lands.
 
 Chunks travel on each node's data port, a plain TCP socket beside the CURVE-encrypted
 control port: encryption caps ZeroMQ near 0.25 GiB/s on this hardware, a plain socket moves
 over 1 GiB/s. Every request on it is signed with a key derived from the cluster token
 (`auth.sign`) and unsigned ones are dropped, so only token holders can read objects; the
-bytes themselves are not encrypted (as in Ray's object transfers).
+bytes themselves are not encrypted (as in Ray's object transfers). Like the CURVE port, the
+data port admits few connections per host that have not yet proved themselves, here with a
+signed request, and closes those that have not by the handshake deadline (port_guard).
 
 When the holder dies the value is forgotten (the entry goes back to pending) and its waiters
 wait again: the owner re-runs the task that made it (lineage, recursively through its
@@ -28,9 +32,10 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from . import auth, protocol
+from . import auth, port_guard, protocol
 from .node_host import NodeHost
 from .protocol import ObjectValue
+from .pull_window import PullWindow
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +49,7 @@ class Pull:
     node: bytes
     offset: int
     size: int
-    requested: int = 0
-    received: int = 0
+    window: PullWindow
     waiters: list = field(default_factory=list)  # ("task", task id) / ("client", client id)
 
 
@@ -92,22 +96,46 @@ class ObjectTransfer(NodeHost):
                 return
             self._replace_with_error(entry, "store_full", {"message": error}, [waiter])
             return
-        pull = self.pulls[object_id] = Pull(object_id, node, offset, size, waiters=[waiter])
+        window = PullWindow(
+            size, CHUNK_BYTES, WINDOW_CHUNKS, self.config.pull_chunk_timeout_s, self.config.pull_chunk_attempts
+        )
+        pull = self.pulls[object_id] = Pull(object_id, node, offset, size, window, waiters=[waiter])
         if size == 0:
             self._pull_complete(pull)
             return
         self._request_chunks(pull)
 
     def _request_chunks(self, pull: Pull) -> None:
+        self._ask_chunks(pull, pull.window.to_request(time.monotonic()))
+
+    def _ask_chunks(self, pull: Pull, chunks: list) -> None:
         socket = self._data_socket(pull.node)
-        while pull.requested < pull.size and pull.requested - pull.received < WINDOW_CHUNKS * CHUNK_BYTES:
-            length = min(CHUNK_BYTES, pull.size - pull.requested)
+        for offset, length in chunks:
             if socket is None:
-                self._send_peer(pull.node, protocol.PullChunk(pull.object_id, pull.requested, length))
+                self._send_peer(pull.node, protocol.PullChunk(pull.object_id, offset, length))
             else:
-                mac = auth.sign(self.data_key, pull.object_id, b"%d" % pull.requested, b"%d" % length)
-                socket.send(protocol.encode(protocol.PullChunk(pull.object_id, pull.requested, length, mac)))
-            pull.requested += length
+                mac = auth.sign(self.data_key, pull.object_id, b"%d" % offset, b"%d" % length)
+                socket.send(protocol.encode(protocol.PullChunk(pull.object_id, offset, length, mac)))
+
+    def _transfer_housekeeping(self, now: float) -> None:
+        """Ask again for chunks that did not come; close data-port connections that never proved themselves."""
+        for pull in list(self.pulls.values()):
+            again = pull.window.overdue(now)
+            if again is None:
+                logger.warning(
+                    "node %s did not send a chunk of %s after %d requests: its copy counts as unavailable",
+                    pull.node.hex(),
+                    pull.object_id.hex(),
+                    pull.window.attempts,
+                )
+                self._pull_failed(pull)
+            elif again:
+                logger.info(
+                    "asking node %s again for %d chunk(s) of %s", pull.node.hex(), len(again), pull.object_id.hex()
+                )
+                self._ask_chunks(pull, again)
+        if self.data_router is not None:
+            self.data_guard.drain(now)
 
     # -- the data port --------------------------------------------------------------------
 
@@ -116,10 +144,14 @@ class ObjectTransfer(NodeHost):
         self.data_router = self.context.socket(zmq.ROUTER)
         self.data_router.setsockopt(zmq.LINGER, 0)
         self.data_router.setsockopt(zmq.MAXMSGSIZE, 4096)  # requests only: a few ids and numbers
+        self.data_router.setsockopt(zmq.HANDSHAKE_IVL, max(1, int(self.config.handshake_timeout_s * 1000)))
         port = self.data_router.bind_to_random_port(f"tcp://{host}")
         self.data_endpoint = f"tcp://{host}:{port}"
         self.data_sockets: dict = {}  # node id -> DEALER to its data port
         self.socket_handlers[self.data_router] = self._serve_data_requests
+        # Proven only by a signed request: one that sends none by the deadline is closed.
+        self.data_guard = port_guard.PortGuard(self.data_router, port, self.config, self.faults, close_unproven=True)
+        self.socket_handlers[self.data_guard.monitor] = lambda monitor: self.data_guard.drain(time.monotonic())
 
     def _data_socket(self, node_id: bytes):
         socket = self.data_sockets.get(node_id) if self.data_router is not None else None
@@ -141,12 +173,14 @@ class ObjectTransfer(NodeHost):
         """Requests from anyone who can reach the port: checked field by field, then the signature."""
         for _ in range(256):
             try:
-                frames = router.recv_multipart(zmq.NOBLOCK)
+                received = router.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
+            frames = [frame.bytes for frame in received]
             request = self._data_request(frames)
             if request is None:
                 continue
+            self.data_guard.proven(received[0].get(zmq.SRCFD))
             try:
                 header, data = self._chunk_reply(request, view_ok=True)
                 router.send_multipart([frames[0], protocol.encode(header), data], copy=True)
@@ -198,6 +232,7 @@ class ObjectTransfer(NodeHost):
         for node_id in list(getattr(self, "data_sockets", {})):
             self._close_data_socket(node_id)
         if self.data_router is not None:
+            self.data_guard.close()
             self.data_router.close(linger=0)
 
     def _on_object_chunk(self, node_id, message: protocol.ObjectChunk, data) -> None:
@@ -208,11 +243,12 @@ class ObjectTransfer(NodeHost):
             logger.warning("node %s has no copy of %s: %s", pull.node.hex(), pull.object_id.hex(), message.error)
             self._pull_failed(pull)
             return
+        if not pull.window.arrived(message.offset, len(data)):
+            return  # the late twin of a chunk asked for again
         view = self.store.arena.writable_view(pull.offset + message.offset, len(data))
         view[:] = data
         view.release()
-        pull.received += len(data)
-        if pull.received >= pull.size:
+        if pull.window.done:
             self._pull_complete(pull)
         else:
             self._request_chunks(pull)
@@ -372,6 +408,12 @@ class ObjectTransfer(NodeHost):
     def pull_rows(self) -> list:
         now = time.monotonic()
         return [
-            {"object_id": p.object_id.hex(), "from": p.node.hex(), "size": p.size, "received": p.received, "at": now}
+            {
+                "object_id": p.object_id.hex(),
+                "from": p.node.hex(),
+                "size": p.size,
+                "received": p.window.received,
+                "at": now,
+            }
             for p in self.pulls.values()
         ]

@@ -337,6 +337,7 @@ class RegisterClientReply:
     resources: dict
     node_ip: str
     node_manager_pid: int = 0  # a client on the same machine watches it to notice its death
+    max_message_bytes: int = 0  # the largest message the node takes over TCP (SHOAL_MAX_MESSAGE_BYTES); 0: unknown
 
 
 @record(41, nested={"values": [ObjectValue]})

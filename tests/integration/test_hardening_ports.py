@@ -373,6 +373,41 @@ def test_pieces_beyond_the_authenticated_bound_are_dropped(cluster):
     _serves_tasks(cluster)
 
 
+def test_a_tcp_driver_sending_more_than_the_cluster_takes_gets_an_error_at_the_call(cluster):
+    # Each of these was dropped by the node, counted, and left the driver waiting for nothing.
+    result = _remote_driver(
+        cluster,
+        f"""
+import numpy as np, shoal
+shoal.init(address="127.0.0.1:{cluster.head.port}")
+{REMOTE}
+big = np.ones({MAX_MESSAGE_BYTES} // 8 + 1)
+def refused(call):
+    try:
+        call()
+    except ValueError as error:
+        print("REFUSED:", error)
+    else:
+        print("ACCEPTED")
+refused(lambda: shoal.put(big))
+size = shoal.remote(lambda values: values.size)
+refused(lambda: size.remote(big))
+refused(lambda: shoal.remote(lambda: big.size).remote())
+# Just under the limit still goes, and the driver goes on.
+print("SIZE", shoal.get(size.remote(np.ones({MAX_MESSAGE_BYTES} // 8 - 4096)), timeout=60))
+print("PUT", shoal.get(shoal.put(b"small"), timeout=60))
+shoal.shutdown()
+""",
+    )
+    refusals = re.findall(r"^REFUSED: (.*)$", result.stdout, re.M)
+    assert len(refusals) == 3 and "ACCEPTED" not in result.stdout, result.stdout + result.stderr
+    assert all(f"SHOAL_MAX_MESSAGE_BYTES={MAX_MESSAGE_BYTES:,}" in text for text in refusals), refusals
+    assert refusals[0].startswith("The object passed to shoal.put()"), refusals[0]
+    assert refusals[1].startswith("The arguments of a call of"), refusals[1]
+    assert refusals[2].startswith("The pickled definition"), refusals[2]
+    assert f"SIZE {MAX_MESSAGE_BYTES // 8 - 4096}" in result.stdout and "PUT b'small'" in result.stdout, result.stderr
+
+
 # -- a node manager that dies keeps its logs ----------------------------------------------------
 
 
@@ -477,3 +512,16 @@ shoal.shutdown()
             assert "loop failed" in log.read()
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+
+
+def test_shoal_stop_prunes_the_crash_logs_beyond_the_newest(tmp_path):
+    crashed = tmp_path / f"shoal-{os.getuid()}" / lifecycle.CRASHED_DIR
+    for index in range(3):
+        path = crashed / f"session_{index}"
+        path.mkdir(parents=True)
+        at = time.time() - (3 - index) * 60  # session_2 is the newest
+        os.utime(path, (at, at))
+    env = dict(os.environ, TMPDIR=str(tmp_path), SHOAL_CRASH_LOGS_KEEP="1")
+    stopped = subprocess.run([sys.executable, "-m", "shoal.cli", "stop"], capture_output=True, text=True, env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert os.listdir(crashed) == ["session_2"]

@@ -1,4 +1,4 @@
-"""Unit tests for admitting TCP connections that have not finished the CURVE handshake."""
+"""Unit tests for admitting TCP connections not yet proven (by the CURVE handshake, or a signed request)."""
 
 from __future__ import annotations
 
@@ -38,9 +38,12 @@ def test_a_proven_or_closed_connection_frees_its_place():
 def test_connections_older_than_the_handshake_timeout_no_longer_count():
     gate = ConnectionGate(per_host=1, total=10, handshake_timeout_s=5)
     assert gate.accepted(10, "h", 0.0) is None
+    assert gate.expire(4.9) == []
     assert gate.accepted(11, "h", 4.9) is not None
-    assert gate.accepted(11, "h", 5.0) is None  # libzmq closed the first by now, or it is authenticated
+    assert gate.expire(5.0) == [10]  # libzmq closed it by now, or it is authenticated; or the guard closes it
+    assert gate.accepted(11, "h", 5.0) is None
     assert gate.unproven() == 1
+    assert gate.expire(5.0) == []  # each lapses once
 
 
 def test_a_reused_descriptor_is_a_new_connection():
@@ -49,3 +52,9 @@ def test_a_reused_descriptor_is_a_new_connection():
     assert gate.accepted(10, "b", 1.0) is None  # fd 10 closed and was reused before its event came
     assert gate.accepted(11, "a", 1.0) is None
     assert gate.unproven() == 2
+
+
+def test_refusals_say_what_the_connections_have_not_done():
+    gate = ConnectionGate(per_host=1, total=10, handshake_timeout_s=5, pending="sent a signed request")
+    assert gate.accepted(10, "h", 0.0) is None
+    assert gate.accepted(11, "h", 0.0) == "1 connections from h have not sent a signed request yet"

@@ -143,7 +143,7 @@ SAMPLES = [
     Disconnect("bye"),
     Disconnect(),
     RegisterClientReply(
-        b"\x0a" * 28, "/tmp/shoal/session_x", [1000, 7, 1 << 30], {"CPU": 8.0, "GPU": 2.0}, "10.0.0.1", 4242
+        b"\x0a" * 28, "/tmp/shoal/session_x", [1000, 7, 1 << 30], {"CPU": 8.0, "GPU": 2.0}, "10.0.0.1", 4242, 1 << 32
     ),
     protocol.Keepalive(3),
     ObjectsReady([_INLINE, _IN_ARENA, _ERROR]),
