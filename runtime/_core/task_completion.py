@@ -44,6 +44,10 @@ class TaskCompletion(NodeHost):
     ) -> None:
         spec = record.spec
         failed = bool(values) and values[0].is_error
+        if failed and error_type is None and record.cancelled:
+            # It failed after ray.cancel reached it (TaskCancelledError raised in it, a cancelled
+            # child's error, or its node's own cancel): Ray's state API lists it as cancelled.
+            error_type = "TASK_CANCELLED"
         if failed and error_type == "TASK_CANCELLED":
             self.cancelled_count += 1
         elif failed:
