@@ -5,7 +5,8 @@ checks it):
 
     services     (own sockets, threads or processes)
       node process   node_main -> template (forks workers first), then node_manager with its
-                     parts: actor_manager, object_handlers, object_transfer, cluster_peers,
+                     parts: worker_pool, task_dispatch, task_completion, task_cancel,
+                     actor_manager, object_handlers, object_transfer, cluster_peers,
                      cluster_actors, group_placement, control_store (node_host: what those
                      parts may use of the service, for the type checker); node_launcher starts it
       every client   client (the one connection to the node manager), session (the process's
@@ -15,7 +16,7 @@ checks it):
     mechanisms   serialization, shared_arena, arena_store (node side of the store),
                  local_objects and object_io (client side), auth, lifecycle, system_errors
     pure state   scheduling, cluster_table, object_directory, arena_allocator,
-                 placement_groups, state_view: events in, decisions out, no I/O
+                 placement_groups, state_view, task_record: events in, decisions out, no I/O
     leaves       protocol (typed messages and the codec), ids, config (every SHOAL_* setting),
                  task_args, task_context, frame_names
 

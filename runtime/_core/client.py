@@ -81,7 +81,9 @@ class CoreClient:
         self.exported: set[bytes] = set()
         self.functions: dict[bytes, bytes] = {}
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.on_cancel: Callable[[bytes, bool], None] | None = None
+        self._on_cancel: Callable[[bytes, bool], None] | None = None
+        self._early_cancels: list[tuple[bytes, bool]] = []  # arrived before a worker listened
+        self._cancel_lock = threading.Lock()
         self.on_logs: Callable[[list], None] | None = None
         self.on_block: Callable[[bool], None] | None = None
         self.arena = None
@@ -417,8 +419,12 @@ class CoreClient:
             if kept:
                 self.outgoing.append(protocol.RevokePinsReply(kept))  # sent after the pins handed back
         elif kind is protocol.CancelRunning:
-            if self.on_cancel is not None:
-                self.on_cancel(message.task_id, message.force)
+            with self._cancel_lock:
+                handler = self._on_cancel
+                if handler is None:
+                    self._early_cancels.append((message.task_id, message.force))
+            if handler is not None:
+                handler(message.task_id, message.force)
         elif kind is protocol.PublishLogs:
             if self.on_logs is not None:
                 self.on_logs(message.records)
@@ -426,6 +432,15 @@ class CoreClient:
             self.disconnected_reason = f"the shoal cluster shut down ({message.reason})"
             self.objects.close(self.disconnected_reason)
             self.inbox.put(None)
+
+    def listen_for_cancels(self, handler: Callable[[bytes, bool], None]) -> None:
+        """Call `handler(task_id, force)` for each CancelRunning, on the I/O thread; those that came
+        before (a worker's first tasks can be cancelled as soon as it registers) are passed at once."""
+        with self._cancel_lock:
+            self._on_cancel = handler
+            early, self._early_cancels = self._early_cancels, []
+        for task_id, force in early:
+            handler(task_id, force)
 
     def _resolve(self, request_id: int, message) -> None:
         reply = self._requests.get(request_id)

@@ -18,6 +18,7 @@ from .node_host import NodeHost
 from .placement_groups import CREATED, PENDING, REMOVED, bundle_resource, plan_bundles, ready_object_id
 from .protocol import ObjectValue
 from .scheduling import to_shape
+from .system_errors import error_value
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,30 @@ class GroupPlacement(NodeHost):
                 protocol.ReleaseBundles: self._on_release_bundles,
             }
         )
+
+    def _on_create_placement_group(self, client_id: bytes, message: protocol.CreatePlacementGroup) -> None:
+        self.placement_groups.create(client_id, message)
+        self.objects.hold([ready_object_id(message.placement_group_id)])  # ready() works any time
+
+    def _on_remove_placement_group(self, client_id: bytes, message: protocol.RemovePlacementGroup) -> None:
+        self._remove_placement_group(message.placement_group_id)
+
+    def _remove_placement_group(self, placement_group_id: bytes) -> None:
+        record = self.placement_groups.remove(placement_group_id)
+        if record is None:
+            return
+        self.release_group_everywhere(record)
+        ready_id = ready_object_id(placement_group_id)
+        entry = self.objects.get(ready_id)
+        if entry is not None and not entry.ready:
+            error = error_value("placement_group_removed", None, {"name": record.name})
+            self._publish(ObjectValue(ready_id, error.data, -1, 0, True, []), None)
+        self._apply_frees(self.objects.unhold([ready_id]))
+        # Actors placed in the group go with it, as in Ray.
+        for actor in list(self.actors.actors.values()):
+            if any(self.placement_groups.is_member_resource(name, placement_group_id) for name in actor.spec.placement):
+                actor.exit_reason = "its placement group was removed."
+                self.actors.kill(actor.spec.actor_id, no_restart=True)
 
     def _place_groups(self) -> None:
         table = self.placement_groups

@@ -1,12 +1,13 @@
 """What the node manager's mixins use of NodeManagerService, for the type checker only.
 
 NodeManagerService is assembled from mixins (object_handlers, cluster_peers, object_transfer,
-cluster_actors, group_placement) that use the service's state and each other's methods. Each
-mixin derives from `NodeHost`, which declares that shared surface; at run time `NodeHost` is
-`object`, so the mixins stay plain classes and nothing here runs. Declarations follow the
-attribute's owner (set in NodeManagerService or a mixin's `_init_*`) and the method's real
-signature. node_manager.py turns on pyright's override checks, so a declaration here that no
-longer matches its implementation is an error there.
+cluster_actors, group_placement, worker_pool, task_dispatch, task_completion, task_cancel) that
+use the service's state and each other's methods. Each mixin derives from `NodeHost`, which
+declares that shared surface; at run time `NodeHost` is `object`, so the mixins stay plain
+classes and nothing here runs. Declarations follow the attribute's owner (set in
+NodeManagerService or a mixin's `_init_*`) and the method's real signature. node_manager.py
+turns on pyright's override checks, so a declaration here that no longer matches its
+implementation is an error there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections import deque
     from typing import Protocol
 
     import zmq
@@ -24,16 +26,22 @@ if TYPE_CHECKING:
     from .cluster_table import ClusterTable
     from .config import RuntimeConfig
     from .fault_log import FaultLog
-    from .node_manager import ClientRecord, TaskRecord
+    from .node_manager import ClientRecord
     from .object_directory import FreeActions, ObjectDirectory
     from .placement_groups import PlacementGroupTable
     from .protocol import ObjectValue, TaskSpec
     from .scheduling import SchedulerState
+    from .task_record import TaskRecord
+    from .template import TemplateHandle
+    from .worker_watch import WorkerWatch
 
     class NodeHost(Protocol):
         # -- NodeManagerService's state -----------------------------------------------------
         options: dict
+        template: TemplateHandle
+        template_options: dict
         config: RuntimeConfig
+        session_dir: str
         node_id: bytes
         node_ip: str
         started_at: float
@@ -48,6 +56,15 @@ if TYPE_CHECKING:
         functions: dict[bytes, bytes]
         clients: dict[bytes, ClientRecord]
         worker_pids: dict[bytes, int]
+        pid_workers: dict[int, bytes]
+        worker_watch: WorkerWatch
+        pool_forks: set[bytes]
+        exited_worker_pids: dict
+        _template_buffer: bytes
+        finished_count: int
+        failed_count: int
+        cancelled_count: int
+        finished_tasks: deque
         revoking: set
         socket_handlers: dict
         _true_value: bytes
@@ -67,6 +84,7 @@ if TYPE_CHECKING:
         lineage: dict[bytes, list]
         watching: set
         pins_kept: set
+        _suppress_borrow: bool
 
         # -- NodeManagerService's methods ---------------------------------------------------
         def _send(self, client_id: bytes, message) -> None: ...
@@ -75,12 +93,7 @@ if TYPE_CHECKING:
         def _queue_here(self, record: TaskRecord) -> None: ...
         def _make_ready(self, record: TaskRecord) -> None: ...
         def _requeue(self, record: TaskRecord) -> None: ...
-        def _finish_with_values(
-            self, record: TaskRecord, values: list, copy_from_error: bool = False, error_type: str | None = None
-        ) -> None: ...
-        def _finish_with_error(self, record: TaskRecord, kind: str, details: dict | None) -> None: ...
-        def _drop_task(self, record: TaskRecord) -> None: ...
-        def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> None: ...
+        def _client_gone(self, client_id: bytes) -> None: ...
         def _on_logs(self, client_id: bytes, message: protocol.PublishLogs) -> None: ...
         def make_error_value(self, kind: str, spec: TaskSpec | None, details: dict | None) -> ObjectValue: ...
         def local_counts(self) -> dict: ...
@@ -93,6 +106,7 @@ if TYPE_CHECKING:
         def _revoke_for(self, size_bytes: int) -> bool: ...
         def _apply_ref_deltas(self, holder: bytes, deltas: dict) -> None: ...
         def _apply_frees(self, actions: FreeActions) -> None: ...
+        def _release_delivered(self, client_id: bytes, values: list) -> None: ...
 
         # -- MessageIntake's methods ------------------------------------------------------
         def dropped(self, reason: str, text: str) -> None: ...
@@ -107,6 +121,7 @@ if TYPE_CHECKING:
         def _objects_freed(self, freed_ids: list) -> None: ...
         def _watch_foreign(self, object_ids) -> None: ...
         def _send_location(self, node_id: bytes, entry) -> None: ...
+        def _return_to_origin(self, record, returns: list) -> None: ...
 
         # -- ObjectTransfer's methods -------------------------------------------------------
         def _fetch(self, object_id: bytes, waiter: tuple) -> None: ...
@@ -118,6 +133,15 @@ if TYPE_CHECKING:
         # -- ClusterActors' and GroupPlacement's methods ------------------------------------
         def actor_call_lost(self, record, node_id: bytes) -> None: ...
         def _groups_lost_with(self, node_id: bytes) -> None: ...
+
+        # -- WorkerPool's, TaskCompletion's and TaskCancel's methods ------------------------
+        def _kill_worker(self, pid: int) -> None: ...
+        def _finish_with_values(
+            self, record: TaskRecord, values: list, copy_from_error: bool = False, error_type: str | None = None
+        ) -> None: ...
+        def _finish_with_error(self, record: TaskRecord, kind: str, details: dict | None) -> None: ...
+        def _drop_task(self, record: TaskRecord) -> None: ...
+        def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> None: ...
 
 else:
     NodeHost = object

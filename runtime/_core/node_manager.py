@@ -43,34 +43,18 @@ from .message_intake import MessageIntake
 from .object_directory import ObjectDirectory
 from .object_handlers import ObjectHandlers
 from .object_transfer import ObjectTransfer
-from .placement_groups import PlacementGroupTable, ready_object_id
+from .placement_groups import PlacementGroupTable
 from .protocol import ObjectValue, TaskSpec
 from .scheduling import SchedulerState
 from .system_errors import error_value
+from .task_cancel import TaskCancel
+from .task_completion import TaskCompletion
+from .task_dispatch import TaskDispatch
+from .task_record import QUEUED, WAITING, TaskRecord
+from .worker_pool import WorkerPool
 from .worker_watch import WorkerWatch
 
 logger = logging.getLogger(__name__)
-
-WAITING, QUEUED, RUNNING, DONE = "WAITING", "QUEUED", "RUNNING", "DONE"
-
-
-@dataclass
-class TaskRecord:
-    spec: TaskSpec
-    retries_left: int
-    state: str = WAITING
-    worker_id: bytes | None = None
-    cancelled: bool = False
-    force_cancelled: bool = False
-    children: list = field(default_factory=list)
-    submitted_at: float = 0.0
-    started_at: float = 0.0
-    started_wall: float = 0.0
-    node: bytes | None = None  # forwarded: the node running it
-    origin: bytes | None = None  # a guest: the node that owns it and wants its results
-    local_only: bool = False  # placed here once; do not move it again
-    keep_args: bool = False  # its arguments stay held as lineage for rebuilding its values
-    reconstruction: bool = False
 
 
 @dataclass
@@ -84,7 +68,18 @@ class ClientRecord:
     last_seen: float = 0.0  # remote clients: when we last heard from it
 
 
-class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTransfer, ClusterActors, GroupPlacement):
+class NodeManagerService(
+    MessageIntake,
+    ObjectHandlers,
+    ClusterPeers,
+    ObjectTransfer,
+    ClusterActors,
+    GroupPlacement,
+    WorkerPool,
+    TaskDispatch,
+    TaskCompletion,
+    TaskCancel,
+):
     def __init__(self, options: dict, template, template_options: dict):
         self.options = options
         self.template = template
@@ -249,36 +244,6 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
 
     def _on_cluster_info(self, client_id: bytes, message: protocol.ClusterInfoRequest) -> None:
         self._send(client_id, state_view.cluster_info(self, message.request_id))
-
-    def _restart_template(self) -> None:
-        from .template import TemplateHandle
-
-        self.template.close(self.config.shutdown_timeout_s)
-        self._template_workers_lost()
-        self.template = TemplateHandle.spawn(
-            self.template_options, os.path.join(self.session_dir, "logs", "template.log")
-        )
-        self.poller.register(self.template.read_fd, zmq.POLLIN)
-        self._template_buffer = b""
-
-    def _template_workers_lost(self) -> None:
-        """The template died, its workers with it, unreported: each counts as exited; its forks never start."""
-        for pid, worker_id in list(self.pid_workers.items()):
-            self.worker_watch.kill(worker_id)
-            self._on_worker_exit(pid, None, cause="its worker template died and took it along")
-        self.scheduler.worker_start_failed(len(self.pool_forks))
-        self.pool_forks.clear()
-        for worker_id in list(self.actors.forking):
-            self.actors.fork_lost(worker_id)
-
-    def _start_workers(self, count: int) -> None:
-        worker_ids = [os.urandom(16) for _ in range(count)]
-        lines = "".join(f"fork {worker_id.hex()}\n" for worker_id in worker_ids)
-        self.scheduler.worker_starting(count)
-        if not self.template.send(lines):
-            self.scheduler.worker_start_failed(count)
-        else:
-            self.pool_forks.update(worker_ids)
 
     def close(self, failure: str | None = None) -> None:
         """Stop; after a `failure` the logs are kept (lifecycle.keep_logs) and drivers are told where."""
@@ -454,78 +419,6 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
             if pid:
                 self._on_worker_exit(pid, None, cause="it exited and its worker template did not report it")
 
-    # -- workers ----------------------------------------------------------------------------
-
-    def _read_template(self) -> None:
-        chunk = self.template.read()
-        if chunk is None:
-            return
-        if not chunk:
-            if self.running:
-                logger.error("worker template exited; restarting it")
-                self.poller.unregister(self.template.read_fd)
-                self._restart_template()
-            return
-        self._template_buffer += chunk
-        while b"\n" in self._template_buffer:
-            line, self._template_buffer = self._template_buffer.split(b"\n", 1)
-            parts = line.decode().split()
-            if parts[0] == "started":
-                worker_id, pid = bytes.fromhex(parts[1]), int(parts[2])
-                self.worker_pids[worker_id] = pid
-                self.pid_workers[pid] = worker_id
-                self.pool_forks.discard(worker_id)
-                self.worker_watch.add(worker_id, pid)
-            elif parts[0] == "exited":
-                self._on_worker_exit(int(parts[1]), int(parts[2]))
-
-    def _kill_worker(self, pid: int) -> None:
-        lifecycle.kill_quietly(pid, signal.SIGKILL)
-
-    def _on_worker_exit(self, pid: int, code: int | None, cause: str | None = None) -> None:
-        """A worker is gone: `code` is the exit status its template reported, or None with `cause`."""
-        worker_id = self.pid_workers.pop(pid, None)
-        if worker_id is None:
-            return
-        self.worker_pids.pop(worker_id, None)
-        self.worker_watch.discard(worker_id)
-        self.exited_worker_pids[worker_id] = pid
-        if len(self.exited_worker_pids) > 1000:
-            self.exited_worker_pids.pop(next(iter(self.exited_worker_pids)))
-        if self.actors.worker_exited(worker_id, pid, code):
-            self.scheduler.remove_worker(worker_id)
-            self._client_gone(worker_id)
-            return
-        if worker_id not in self.clients:
-            # Died before registering.
-            self.scheduler.worker_start_failed()
-        lost, never_started = self.scheduler.worker_died(worker_id)
-        self._return_unstarted(never_started)
-        for task_id in lost:
-            record = self.tasks.get(task_id)
-            if record is None or record.state == DONE:
-                continue
-            if record.force_cancelled or record.cancelled:
-                self._finish_with_error(record, "cancelled", None)
-            elif record.retries_left != 0:
-                record.retries_left -= 1 if record.retries_left > 0 else 0
-                self._requeue(record)
-            else:
-                details = {"pid": pid, "exitcode": code, "task": record.spec.function_name, "cause": cause}
-                self._finish_with_error(record, "worker_crashed", details)
-        self._client_gone(worker_id)
-
-    def _return_unstarted(self, task_ids: list) -> None:
-        """Tasks a dead worker held but never began: queued again, uncharged; cancelled ones end."""
-        for task_id in task_ids:
-            record = self.tasks.get(task_id)
-            if record is None or record.state == DONE or record.cancelled:
-                self.scheduler.cancel_queued(task_id)
-                if record is not None and record.state != DONE:
-                    self._finish_with_error(record, "cancelled", None)
-            else:
-                record.state, record.worker_id = QUEUED, None
-
     # -- clients ----------------------------------------------------------------------------
 
     def _on_register(self, client_id: bytes, message: protocol.RegisterClient) -> None:
@@ -664,97 +557,8 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
         if self.scheduler.queues and len(self.cluster.nodes) > 1:
             self._spill_queued()
 
-    def _arg_values(self, worker_id: bytes, spec: TaskSpec, fail_fast: bool = True) -> tuple[list, ObjectValue | None]:
-        """The values of a task's ref arguments for `worker_id`, or the first failed one.
-
-        With `fail_fast` a failed argument fails the task without running it (what was already
-        delivered for it is released); without, failed values are sent along (an actor's
-        constructor raises them, so the actor dies with that cause).
-        """
-        values = []
-        for object_id in spec.arg_refs:
-            entry = self.objects.get(object_id)
-            assert entry is not None and entry.value is not None  # a task runs once its arguments are ready
-            if entry.value.is_error and fail_fast:
-                self._release_delivered(worker_id, values)
-                return [], entry.value
-            values.append(self._deliverable(worker_id, entry))
-        return values, None
-
-    def _add_function(self, worker_id: bytes, spec: TaskSpec, functions: dict) -> None:
-        """Ship the task's function (or class) with it the first time this worker needs it."""
-        client = self.clients.get(worker_id)
-        if client is not None and spec.function_id and spec.function_id not in client.functions_seen:
-            client.functions_seen.add(spec.function_id)
-            functions[spec.function_id] = self.functions.get(spec.function_id, b"")
-
-    def _start_record(self, record: TaskRecord, worker_id: bytes, now: float) -> None:
-        record.state = RUNNING
-        record.worker_id = worker_id
-        record.started_at = now
-        record.started_wall = time.time()
-
-    def _dispatch(self, worker_id: bytes, task_ids: list) -> None:
-        slot = self.scheduler.workers.get(worker_id)
-        execs = []
-        functions: dict = {}
-        now = time.monotonic()
-        for task_id in task_ids:
-            record = self.tasks[task_id]
-            spec = record.spec
-            values, failed = self._arg_values(worker_id, spec)
-            if failed is not None:
-                self.scheduler.task_finished(worker_id, task_id, 0.0, now)
-                self._finish_with_values(record, [failed] * spec.num_returns, copy_from_error=True)
-                continue
-            self._start_record(record, worker_id, now)
-            execs.append(protocol.TaskExec(spec, values, slot.gpu_ids if slot else []))
-            self._add_function(worker_id, spec, functions)
-        if execs:
-            self._send(worker_id, protocol.ExecuteTasks(execs, functions))
-
-    def _send_to_worker(self, worker_id: bytes, spec: TaskSpec, record: TaskRecord | None = None) -> None:
-        """Send one actor call (or an actor's constructor) with its arguments resolved."""
-        values, failed = self._arg_values(worker_id, spec, fail_fast=record is not None)
-        if failed is not None:
-            assert record is not None  # only calls with a record fail fast
-            self._finish_with_values(record, [failed] * spec.num_returns, copy_from_error=True)
-            return
-        if record is not None:
-            self._start_record(record, worker_id, time.monotonic())
-        functions: dict = {}
-        self._add_function(worker_id, spec, functions)
-        slot = self.scheduler.workers.get(worker_id)
-        self._send(
-            worker_id, protocol.ExecuteTasks([protocol.TaskExec(spec, values, slot.gpu_ids if slot else [])], functions)
-        )
-
     def make_error_value(self, kind: str, spec: TaskSpec | None, details: dict | None) -> ObjectValue:
         return error_value(kind, spec, details)
-
-    def _on_create_placement_group(self, client_id: bytes, message: protocol.CreatePlacementGroup) -> None:
-        self.placement_groups.create(client_id, message)
-        self.objects.hold([ready_object_id(message.placement_group_id)])  # ready() works any time
-
-    def _on_remove_placement_group(self, client_id: bytes, message: protocol.RemovePlacementGroup) -> None:
-        self._remove_placement_group(message.placement_group_id)
-
-    def _remove_placement_group(self, placement_group_id: bytes) -> None:
-        record = self.placement_groups.remove(placement_group_id)
-        if record is None:
-            return
-        self.release_group_everywhere(record)
-        ready_id = ready_object_id(placement_group_id)
-        entry = self.objects.get(ready_id)
-        if entry is not None and not entry.ready:
-            error = error_value("placement_group_removed", None, {"name": record.name})
-            self._publish(ObjectValue(ready_id, error.data, -1, 0, True, []), None)
-        self._apply_frees(self.objects.unhold([ready_id]))
-        # Actors placed in the group go with it, as in Ray.
-        for actor in list(self.actors.actors.values()):
-            if any(self.placement_groups.is_member_resource(name, placement_group_id) for name in actor.spec.placement):
-                actor.exit_reason = "its placement group was removed."
-                self.actors.kill(actor.spec.actor_id, no_restart=True)
 
     def _on_state_query(self, client_id: bytes, message: protocol.StateQuery) -> None:
         builder = state_view.BUILDERS.get(message.kind)
@@ -766,136 +570,6 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
 
     def _on_list_actors(self, client_id: bytes, message: protocol.ListActors) -> None:
         self._send(client_id, protocol.ListActorsReply(message.request_id, self.actors.listing(message.namespace)))
-
-    def _on_tasks_done(self, client_id: bytes, message: protocol.TasksDone) -> None:
-        now = time.monotonic()
-        for result in message.results:
-            actor_id = self.actors.creation_tasks.get(result.task_id)
-            if actor_id is not None:
-                self.actors.creation_done(actor_id, result)
-                continue
-            self.scheduler.task_finished(client_id, result.task_id, result.duration_s, now)
-            record = self.tasks.get(result.task_id)
-            if record is None or record.state == DONE:
-                self._discard_values(client_id, result.returns)
-                continue
-            if result.retriable_error and record.retries_left != 0 and not record.cancelled:
-                record.retries_left -= 1 if record.retries_left > 0 else 0
-                self._discard_values(client_id, result.returns)
-                self._requeue(record)
-                continue
-            self._finish_with_values(record, result.returns)
-
-    def _discard_values(self, client_id: bytes, values: list) -> None:
-        """Results nobody wants: the client's unsealed blocks go back, off its list (its exit must not free them)."""
-        self.store.abort(client_id, [v.shm_offset for v in values if v.data is None and v.shm_offset >= 0])
-
-    def _finish_with_values(
-        self, record: TaskRecord, values: list, copy_from_error: bool = False, error_type: str | None = None
-    ) -> None:
-        spec = record.spec
-        failed = bool(values) and values[0].is_error
-        if failed and error_type == "TASK_CANCELLED":
-            self.cancelled_count += 1
-        elif failed:
-            self.failed_count += 1
-        else:
-            self.finished_count += 1
-        self.finished_tasks.append(
-            state_view.task_summary(
-                record,
-                "FAILED" if failed else "FINISHED",
-                (error_type or "TASK_EXECUTION_EXCEPTION") if failed else None,
-                time.time(),
-            )
-        )
-        record.state = DONE
-        if spec.actor_id is not None:
-            self.actors.task_done(record)
-        owner = spec.owner_id
-        returns = []
-        for index, value in enumerate(values):
-            object_id = spec.task_id + (index + 1).to_bytes(4, "big")
-            if copy_from_error or value.object_id != object_id:
-                value = ObjectValue(
-                    object_id, value.data, value.shm_offset, value.shm_size, value.is_error, value.contained
-                )
-            self.store.sealed(value)
-            returns.append(value)
-        if record.origin is not None:
-            self._return_to_origin(record, returns)
-            self._suppress_borrow = True
-        try:
-            for value in returns:
-                self._publish(value, owner)
-        finally:
-            self._suppress_borrow = False
-        self._release_task(record)
-
-    def _finish_with_error(self, record: TaskRecord, kind: str, details: dict | None) -> None:
-        spec = record.spec
-        value = error_value(kind, spec, details)
-        error_type = {"cancelled": "TASK_CANCELLED", "worker_crashed": "WORKER_DIED"}.get(kind, kind.upper())
-        self._finish_with_values(record, [value] * spec.num_returns, copy_from_error=True, error_type=error_type)
-
-    def _release_task(self, record: TaskRecord) -> None:
-        spec = record.spec
-        self.tasks.pop(spec.task_id, None)
-        self.objects.forget_task(spec.task_id)
-        if not record.keep_args:
-            self._apply_frees(self.objects.unhold(list(spec.arg_refs) + list(spec.contained or ())))
-
-    def _drop_task(self, record: TaskRecord) -> None:
-        if record.state == QUEUED:
-            self.scheduler.cancel_queued(record.spec.task_id)
-        record.state = DONE
-        self._release_task(record)
-
-    def _on_worker_blocked(self, client_id: bytes, message: protocol.WorkerBlocked) -> None:
-        if message.returned_task_ids:
-            self.scheduler.requeue_front(client_id, message.returned_task_ids)
-            for task_id in message.returned_task_ids:
-                record = self.tasks.get(task_id)
-                if record is not None:
-                    record.state = QUEUED
-                    record.worker_id = None
-        self.scheduler.worker_blocked(client_id, message.blocked)
-
-    def _on_cancel(self, client_id: bytes, message: protocol.CancelTask) -> None:
-        self._cancel(message.task_id, message.force, message.recursive)
-
-    def _cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
-        record = self.tasks.get(task_id)
-        if record is None:
-            return
-        if recursive:
-            for child in list(record.children):
-                self._cancel(child, force, recursive)
-        record.cancelled = True
-        if record.node is not None and record.state == RUNNING:
-            self._send_peer(record.node, protocol.CancelTask(task_id, force, recursive))
-            return
-        if record.state == WAITING:
-            self._finish_with_error(record, "cancelled", None)
-        elif record.state == QUEUED:
-            self.scheduler.cancel_queued(task_id)
-            self._finish_with_error(record, "cancelled", None)
-        elif record.state == RUNNING:
-            assert record.worker_id is not None  # running here (not forwarded): started on a worker
-            if force and self.scheduler.may_have_started(task_id):
-                record.force_cancelled = True
-                pid = self.worker_pids.get(record.worker_id)
-                if pid:
-                    self._kill_worker(pid)
-            else:  # forced, a task pipelined behind the running one is dropped; that one and its worker go on
-                self._send(record.worker_id, protocol.CancelRunning(task_id, force))
-                if force:
-                    self._finish_with_error(record, "cancelled", None)
-
-    def _on_cancelled_task_started(self, client_id: bytes, message: protocol.CancelledTaskStarted) -> None:
-        pid = self.worker_pids.get(client_id)
-        if pid and self.scheduler.worker_of(message.task_id) == client_id:  # not reported yet: it runs there
-            self._kill_worker(pid)
 
     def _on_logs(self, client_id: bytes, message: protocol.PublishLogs) -> None:
         by_owner: dict[bytes, list] = {}
@@ -912,8 +586,6 @@ class NodeManagerService(MessageIntake, ObjectHandlers, ClusterPeers, ObjectTran
             self._send(owner, protocol.PublishLogs(records))
         for node, records in by_node.items():
             self._send_peer(node, protocol.PublishLogs(records))
-
-    # -- objects ----------------------------------------------------------------------------
 
 
 def main(options: dict, template, template_options: dict) -> None:

@@ -3,8 +3,9 @@
 The main thread executes; the client's I/O thread receives tasks into the inbox and sends
 results. Task output written to sys.stdout/sys.stderr is forwarded to the task's owner.
 A non-forced cancel reaches a running task as TaskCancelledError raised by a SIGUSR1 handler,
-which also interrupts blocking sleeps and I/O. A cancelled task still queued here is skipped; a
-forced one that has begun is reported back, and the node manager kills this worker.
+which also interrupts blocking sleeps and I/O (or as it enters its code, if it came while the
+task was still loading). A cancelled task still queued here is skipped; a forced one that has
+begun is reported back, and the node manager kills this worker.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import Any, NoReturn
 
 from . import lifecycle, object_io, serialization, session, task_context
 from .client import CoreClient, set_current
@@ -81,20 +82,24 @@ class Executor:
         self.actor_instance = None
         self.actor_host = None
         self.exit_requested = False
-        client.on_cancel = self.cancel
         client.on_block = self.on_block
         signal.signal(signal.SIGUSR1, self._on_cancel_signal)
+        client.listen_for_cancels(self.cancel)
 
     # -- cancellation -----------------------------------------------------------------------
 
     def cancel(self, task_id: bytes, force: bool = False) -> None:
-        """Called on the I/O thread."""
+        """Called on the I/O thread (or, for cancels that came before this executor, on the main thread)."""
         if self.actor_host is not None and self.actor_host.cancel(task_id):
             return
         with self.cancel_lock:
             begun = task_id == self.begun_task_id
             if not begun:
                 self.cancelled_queued.add(task_id)
+            elif not force:
+                # Set even before the task's own code runs (its function or arguments may still be
+                # loading, where the signal is ignored): run_task checks it as it enters that code.
+                self.cancel_target = task_id
         if not begun:
             return
         if force:
@@ -104,7 +109,6 @@ class Executor:
             return
         current = self.current
         if current is not None and current.spec.task_id == task_id:
-            self.cancel_target = task_id
             assert self.main_thread.ident is not None  # the main thread is running
             signal.pthread_kill(self.main_thread.ident, signal.SIGUSR1)
 
@@ -116,10 +120,13 @@ class Executor:
             and self.cancel_target == current.spec.task_id
             and threading.current_thread() is self.main_thread
         ):
-            self.cancel_target = None
-            from ..exceptions import TaskCancelledError
+            self._raise_cancelled(current.spec)
 
-            raise TaskCancelledError(current.spec.task_id.hex())
+    def _raise_cancelled(self, spec) -> NoReturn:
+        from ..exceptions import TaskCancelledError
+
+        self.cancel_target = None
+        raise TaskCancelledError(spec.task_id.hex())
 
     # -- nested waiting -----------------------------------------------------------------------
 
@@ -161,6 +168,7 @@ class Executor:
                     self.cancelled_queued.discard(task.spec.task_id)
                 else:
                     self.begun_task_id = task.spec.task_id
+                    self.cancel_target = None  # a late cancel of the task before is not this one's
             if skipped:
                 self._release_arg_pins(task)
                 self._finish_cancelled(task)
@@ -231,6 +239,8 @@ class Executor:
                 saved_env = self._apply_env(spec, task.gpu_ids)
                 self.in_user_code = main_thread
                 try:
+                    if main_thread and self.cancel_target == spec.task_id:
+                        self._raise_cancelled(spec)  # cancelled while it was starting
                     result = target(*args, **kwargs)
                 finally:
                     self.in_user_code = False

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 import shoal
+from shoal.util import state
 from shoal.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from tests.cluster.nodes import LocalCluster
@@ -204,6 +205,10 @@ def test_cancel_reaches_a_task_on_another_node(cluster):
     shoal.cancel(ref)
     with pytest.raises(shoal.exceptions.TaskCancelledError):
         shoal.get(ref, timeout=15)
+    # Both the node that ran it and the head that forwarded it list it as Ray does.
+    task_id = ref.task_id().hex()
+    rows = wait_for(lambda: state.list_tasks(filters=[("task_id", "=", task_id)]), 10)
+    assert {(row.state, row.error_type) for row in rows} == {("FAILED", "TASK_CANCELLED")}, rows
 
 
 def test_join_without_the_token_is_refused(cluster):

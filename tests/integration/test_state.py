@@ -9,7 +9,12 @@ import time
 
 import pytest
 import shoal
+from shoal import exceptions
 from shoal.util import state
+from shoal.widgets.cluster_summary import TASK_WORDS, count_words, task_word
+from shoal.widgets.task_timeline import word_counts
+
+from tests.waiting import wait_for
 
 
 @shoal.remote
@@ -20,6 +25,38 @@ def quick(x):
 @shoal.remote
 def boom():
     raise ValueError("no")
+
+
+@shoal.remote(num_cpus=2)
+def cancel_hog():
+    time.sleep(1)
+    return "hog"
+
+
+@shoal.remote(num_cpus=2)
+def cancel_queued():
+    return "ran"
+
+
+@shoal.remote
+def cancel_running():
+    time.sleep(60)
+
+
+@shoal.remote
+def cancel_forced():
+    while True:
+        pass
+
+
+@shoal.remote
+def cancel_child():
+    time.sleep(60)
+
+
+@shoal.remote
+def cancel_parent():
+    return shoal.get(cancel_child.remote())
 
 
 @shoal.remote
@@ -152,3 +189,68 @@ def test_event_stream_snapshots(cluster):
         assert latest["sequence"] > first["sequence"]
     with pytest.raises(RuntimeError, match="closed"):
         events.next(timeout_s=0)
+
+
+CANCELLED_NAMES = ("cancel_queued", "cancel_running", "cancel_forced", "cancel_parent", "cancel_child")
+
+
+def _wait_running(name: str) -> None:
+    wait_for(
+        lambda: any(row.name == name for row in state.list_tasks(filters=[("state", "=", "RUNNING")])),
+        30,
+        describe=lambda: f"tasks: {[(row.name, row.state) for row in state.list_tasks()]}",
+    )
+
+
+def _cancelled_rows() -> list | None:
+    """The rows of the cancelled tasks, once every one of them has ended."""
+    rows = [row for row in state.list_tasks() if row.name in CANCELLED_NAMES]
+    ended = {row.name for row in rows if row.state in ("FINISHED", "FAILED")}
+    return rows if ended == set(CANCELLED_NAMES) else None
+
+
+def test_cancelled_tasks_are_listed_as_ray_lists_them(cluster):
+    """Queued, running, force-cancelled and recursively cancelled tasks are FAILED with error type
+    TASK_CANCELLED (Ray's names), and "cancelled", not "failed", in the widgets' counts."""
+    with state.ClusterEvents() as events:
+        before = wait_for(lambda: events.next(timeout_s=2), 10)["tasks_by_state"]
+        hog = cancel_hog.remote()
+        queued = cancel_queued.remote()
+        shoal.cancel(queued)
+        with pytest.raises(exceptions.TaskCancelledError):
+            shoal.get(queued, timeout=30)
+        assert shoal.get(hog, timeout=30) == "hog"
+        running = cancel_running.remote()
+        _wait_running("cancel_running")
+        shoal.cancel(running)
+        forced = cancel_forced.remote()
+        _wait_running("cancel_forced")
+        shoal.cancel(forced, force=True)
+        parent = cancel_parent.remote()
+        _wait_running("cancel_child")
+        shoal.cancel(parent, recursive=True)
+        for ref in (running, forced, parent):
+            with pytest.raises(exceptions.TaskCancelledError):
+                shoal.get(ref, timeout=30)
+
+        rows = wait_for(_cancelled_rows, 30, describe=lambda: f"tasks: {state.list_tasks()}")
+        assert sorted((row.name, row.state, row.error_type) for row in rows) == [
+            (name, "FAILED", "TASK_CANCELLED") for name in sorted(CANCELLED_NAMES)
+        ]
+        summary = state.summarize_tasks()["cluster"]["summary"]
+        assert all(summary[name]["state_counts"] == {"FAILED": 1} for name in CANCELLED_NAMES), summary
+        assert summary["cancel_hog"]["state_counts"] == {"FINISHED": 1}
+        # TaskView's words for the rows; ClusterView's for the event stream's counts.
+        assert word_counts(rows)["cancelled"] == 5 and word_counts(rows)["failed"] == 0
+
+        def counted_all() -> dict | None:
+            snapshot = events.next(timeout_s=2)
+            if snapshot is None or snapshot["tasks_by_state"]["CANCELLED"] < before["CANCELLED"] + 5:
+                return None
+            return snapshot["tasks_by_state"]
+
+        after = wait_for(counted_all, 30)
+        words_before = count_words(before, task_word, TASK_WORDS)
+        words_after = count_words(after, task_word, TASK_WORDS)
+        assert words_after["cancelled"] - words_before["cancelled"] == 5
+        assert words_after["failed"] == words_before["failed"]

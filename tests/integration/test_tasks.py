@@ -10,6 +10,8 @@ import pytest
 import shoal
 from shoal import exceptions
 
+from tests.waiting import wait_for
+
 
 @shoal.remote
 def echo(*args, **kwargs):
@@ -248,6 +250,34 @@ def test_force_cancel_kills_the_worker(cluster):
     shoal.cancel(ref, force=True)
     with pytest.raises(exceptions.TaskCancelledError):
         shoal.get(ref, timeout=10)
+
+
+def test_cancel_while_a_task_is_starting_is_not_lost(cluster, tmp_path):
+    """A cancel that reaches the worker after it took the task but before the task's own code
+    runs (here: while its argument unpickles) still stops it."""
+    marker = tmp_path / "unpickling"
+
+    def slow_to_unpickle(path):
+        open(path, "w").close()
+        time.sleep(2)
+        return path
+
+    class SlowArgument:
+        def __reduce__(self):
+            return (slow_to_unpickle, (str(marker),))
+
+    @shoal.remote(max_retries=0)
+    def body(argument):
+        time.sleep(60)
+
+    ref = body.remote(SlowArgument())
+    try:
+        wait_for(marker.exists, 30)
+        shoal.cancel(ref)
+        with pytest.raises(exceptions.TaskCancelledError):
+            shoal.get(ref, timeout=20)
+    finally:
+        shoal.cancel(ref, force=True)
 
 
 def test_cancel_queued_task(cluster):
