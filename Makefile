@@ -5,6 +5,8 @@
 #   make test         make lint, then the whole test suite in .venv (what .ci/run does) and the
 #                     notebooks/ tutorials under nbval; TESTS=tests/unit PYTEST_ARGS='-k name' narrows the first
 #   make lint         ruff check, ruff format --check and pyright, at the versions requirements.lock pins
+#   make chaos        the reliability suite (tests/reliability) at full size: kills, fuzzing, floods, store
+#                     pressure, stale refs; prints its figures and writes benchmarks/out/chaos.json (make test runs it short)
 #   make venv         build .venv from requirements.lock (make test and make lab do this when needed)
 #   make lock         re-resolve requirements.lock at the newest versions pyproject.toml allows
 #                     (LOCK_UPGRADE= keeps the current pins and resolves only what pyproject.toml changed)
@@ -24,6 +26,11 @@ TESTS ?= tests
 TEST_TIMEOUT_S ?= 120
 PYTEST_ARGS ?=
 LAB_ARGS ?=
+# make chaos: SHOAL_CHAOS_SCALE for tests/reliability (short is what make test runs), where the
+# figures go as JSON, and the limit per scenario (the full ones take minutes; stacks dump at the limit).
+CHAOS_SCALE ?= full
+CHAOS_REPORT ?= benchmarks/out/chaos.json
+CHAOS_TIMEOUT_S ?= 900
 
 # Every package .venv holds, at one exact version each: what `make test` and CI test against, so
 # a new release upstream changes nothing until `make lock` takes it in. Resolved by uv from
@@ -56,7 +63,7 @@ LATEST_VENV := .venv-latest
 VENV_HASH := $(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-16)
 VENV_STAMP := $(VENV)/.stamp-$(VENV_HASH)
 
-.PHONY: help venv lab lint test lock test-latest clean distclean
+.PHONY: help venv lab lint test chaos lock test-latest clean distclean
 
 help:
 	@sed -n '3,/^$$/s/^# \{0,1\}//p' Makefile
@@ -139,6 +146,11 @@ lint: $(VENV_STAMP)
 # Lint first: a style or type regression fails in seconds, before the suite's minutes.
 test: lint $(VENV_STAMP)
 	$(call run_tests,$(VENV))
+
+chaos: $(VENV_STAMP)
+	SHOAL_NONINTERACTIVE=1 SHOAL_CHAOS_SCALE=$(CHAOS_SCALE) SHOAL_CHAOS_REPORT=$(CHAOS_REPORT) \
+		$(VENV_PYTHON) -m pytest tests/reliability -q -p no:cacheprovider \
+		--timeout=$(CHAOS_TIMEOUT_S) -o faulthandler_timeout=$(CHAOS_TIMEOUT_S) $(PYTEST_ARGS)
 
 $(UV_STAMP):
 	rm -rf $(TOOLS_VENV)
