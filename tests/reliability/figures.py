@@ -65,6 +65,13 @@ def _commit() -> str | None:
     return done.stdout.strip() or None
 
 
+def _plain(value):
+    """numpy scalars a scenario counted with, as JSON numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} in the figures is not JSON")
+
+
 def write_report(path: str, command: str, scale: dict, all_figures: list[Figures]) -> None:
     from benchmarks.machine import describe_machine
 
@@ -80,5 +87,5 @@ def write_report(path: str, command: str, scale: dict, all_figures: list[Figures
     if directory:
         os.makedirs(directory, exist_ok=True)
     with open(path, "w") as handle:
-        json.dump(report, handle, indent=2)
+        json.dump(report, handle, indent=2, default=_plain)
         handle.write("\n")

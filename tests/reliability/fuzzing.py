@@ -99,7 +99,8 @@ class FuzzTarget:
         }
 
     def settled(self, timeout_s: float = SETTLE_TIMEOUT_S) -> str:
-        """ "ok" once the node published three more snapshots; else "crashed" (it exited) or "hung".
+        """How the node took what was sent: "ok" once it published three more snapshots, else
+        "crashed" (it exited) or "hung" (alive, but no snapshots within `timeout_s`).
 
         A batch is read before the second of them at the latest, and the node publishes a snapshot
         as it starts its housekeeping: the third proves a whole housekeeping pass ran after it.

@@ -39,10 +39,10 @@ def _make_refs(count: int) -> list:
     return refs
 
 
-def _fails_at_once(call) -> str:
-    """ "owner died" (right), "hang" or the name of whatever else came out."""
+def _fails_at_once(call, *args, **kwargs) -> str:
+    """How `call(*args, **kwargs)` ended: "owner died" (right), "hang", or whatever else came out."""
     try:
-        call()
+        call(*args, **kwargs)
     except shoal.exceptions.GetTimeoutError:
         return "hang"
     except shoal.exceptions.OwnerDiedError:

@@ -34,7 +34,7 @@ def _value(index: int, size_bytes: int) -> np.ndarray:
 
 
 def _holds(index: int, array, size_bytes: int) -> bool:
-    return isinstance(array, np.ndarray) and array.nbytes == size_bytes and array.min() == index == array.max()
+    return isinstance(array, np.ndarray) and array.nbytes == size_bytes and bool(array.min() == index == array.max())
 
 
 @shoal.remote
