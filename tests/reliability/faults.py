@@ -123,26 +123,42 @@ class Tally:
         )
 
 
-def check_results(refs: Sequence, is_correct: Callable[[int, object], bool], timeout_s: float) -> Tally:
-    """Wait (bounded) for every ref, then get each one and check its value with `is_correct(index, value)`."""
+def check_results(
+    refs: Sequence, is_correct: Callable[[int, object], bool], timeout_s: float, together: bool = True
+) -> Tally:
+    """Wait (bounded) for every ref, then check each value with `is_correct(index, value)`.
+
+    With `together` the ready ones are fetched in one `get` (objects to rebuild are rebuilt
+    together); when that raises, or without `together`, each is fetched on its own, so that every
+    error is counted against its ref. An exception that is not a RayError counts as an error too:
+    it is shoal failing inside `get`.
+    """
     tally = Tally()
     ready, pending = shoal.wait(list(refs), num_returns=len(refs), timeout=timeout_s, fetch_local=False)
     tally.hangs = len(pending)
     pending_ids = {ref.binary() for ref in pending}
-    for index, ref in enumerate(refs):
-        if ref.binary() in pending_ids:
-            continue
+    indexed = [(index, ref) for index, ref in enumerate(refs) if ref.binary() not in pending_ids]
+    values = None
+    if together:
         try:
-            value = shoal.get(ref, timeout=timeout_s)
-        except shoal.exceptions.GetTimeoutError:
-            tally.hangs += 1
-            continue
-        except shoal.exceptions.RayError as error:
-            name = type(error).__name__
-            tally.errors[name] = tally.errors.get(name, 0) + 1
-            if not tally.first_error:
-                tally.first_error = str(error).strip().splitlines()[0][:200] if str(error).strip() else name
-            continue
+            values = shoal.get([ref for _, ref in indexed], timeout=timeout_s)
+        except Exception:
+            values = None
+    for position, (index, ref) in enumerate(indexed):
+        if values is not None:
+            value = values[position]
+        else:
+            try:
+                value = shoal.get(ref, timeout=timeout_s)
+            except shoal.exceptions.GetTimeoutError:
+                tally.hangs += 1
+                continue
+            except Exception as error:
+                name = type(error).__name__
+                tally.errors[name] = tally.errors.get(name, 0) + 1
+                if not tally.first_error:
+                    tally.first_error = (str(error).strip().splitlines() or [name])[0][:200]
+                continue
         if is_correct(index, value):
             tally.correct += 1
         else:

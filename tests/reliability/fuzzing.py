@@ -4,8 +4,8 @@ messages (every kind protocol.py registers, with fields replaced by wrong values
 `FuzzTarget` starts one node manager with every port a node opens: the ipc control socket and
 event socket (found from the session directory, as clients find them), the TCP port guarded by
 CURVE and the data port (found from the process's listening sockets). It tells whether the node
-`settled()` after a batch: still alive and still running its loop (three new snapshots on its
-event stream, so housekeeping ran after the batch too). A node that died is restarted, so one bad
+`settled()` after a batch: still alive and still running its loop (enough new snapshots on its
+event stream that housekeeping ran after the whole batch was read). A node that died is restarted, so one bad
 message does not hide the next; its log tail is kept for the report.
 """
 
@@ -27,6 +27,7 @@ from tests.reliability import faults
 
 NODE_STORE_BYTES = 64 * 1024 * 1024
 SETTLE_TIMEOUT_S = 5.0
+ROUTER_BATCH = 1000  # messages the node manager reads from one socket per loop turn (_drain_router)
 
 
 @dataclass(frozen=True)
@@ -98,16 +99,19 @@ class FuzzTarget:
             "tcp data": Port("tcp data", socket.AF_INET, (host, data_ports.pop())),
         }
 
-    def settled(self, timeout_s: float = SETTLE_TIMEOUT_S) -> str:
-        """How the node took what was sent: "ok" once it published three more snapshots, else
-        "crashed" (it exited) or "hung" (alive, but no snapshots within `timeout_s`).
+    def settled(self, messages: int = 0, timeout_s: float = SETTLE_TIMEOUT_S) -> str:
+        """How the node took what was just sent to it: "ok" once it published enough new snapshots,
+        else "crashed" (it exited) or "hung" (alive, but no snapshots within `timeout_s` each).
 
-        A batch is read before the second of them at the latest, and the node publishes a snapshot
-        as it starts its housekeeping: the third proves a whole housekeeping pass ran after it.
+        The node reads at most 1,000 messages from a socket per loop turn and publishes a snapshot
+        as it starts its housekeeping, at most every half second. So `messages` are all read by the
+        (messages // 1000 + 2)-th snapshot, and the one after that proves a whole housekeeping pass
+        (where a bad client record would fail) ran after the last of them.
         """
-        deadline = time.monotonic() + timeout_s
+        wanted = messages // ROUTER_BATCH + 3
+        deadline = time.monotonic() + timeout_s * (1 + messages // ROUTER_BATCH)
         seen = 0
-        while seen < 3:
+        while seen < wanted:
             if not faults.alive(self.pid):
                 return "crashed"
             remaining_s = deadline - time.monotonic()

@@ -7,6 +7,7 @@ so each result can be checked exactly; the actor's pid in the result shows the r
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -17,6 +18,7 @@ import shoal
 from tests.reliability import faults
 
 JOB_TIMEOUT_S = 120.0
+KILL_WAIT_S = 10.0
 
 
 @pytest.fixture
@@ -35,10 +37,16 @@ class Squarer:
         return index, index * index, os.getpid()
 
 
-def _live_actor_pids() -> list[int]:
+def _actor_rows() -> list:
     from shoal.util import state
 
-    return [row["pid"] for row in state.list_actors(limit=10_000) if row["state"] == "ALIVE" and row["pid"]]
+    return state.list_actors(limit=10_000)
+
+
+def _live_actor_pids(excluded: set) -> list[int]:
+    return [
+        row["pid"] for row in _actor_rows() if row["state"] == "ALIVE" and row["pid"] and row["pid"] not in excluded
+    ]
 
 
 def test_actor_kills_with_restarts_keep_every_call(node_pid, chaos_scale, figures):
@@ -56,15 +64,19 @@ def test_actor_kills_with_restarts_keep_every_call(node_pid, chaos_scale, figure
     killed = set()
     for kill in range(1, chaos_scale.actor_kills + 1):
         faults.pace(refs, kill / (chaos_scale.actor_kills + 1), JOB_TIMEOUT_S)
-        victim = faults.pick(rng, [pid for pid in _live_actor_pids() if pid not in killed])
+        # Right after a kill every actor may be restarting: give one the time to come back.
+        live = faults.poll(functools.partial(_live_actor_pids, killed), KILL_WAIT_S)
+        victim = faults.pick(rng, _live_actor_pids(killed)) if live else None
         if victim is not None and faults.sigkill(victim):
             killed.add(victim)
             figures.inputs += 1
+        elif not figures.notes:
+            figures.note(f"kill {kill} found no live actor; the actors: {[dict(row) for row in _actor_rows()]}")
     tally = faults.check_results(refs, lambda index, value: value[:2] == (index, index * index), JOB_TIMEOUT_S)
     figures.results, figures.correct, figures.hangs = tally.checked, tally.correct, tally.hangs
     figures.note(tally.summary())
     figures.crashes = 0 if faults.alive(node_pid) else 1
-    assert figures.inputs == chaos_scale.actor_kills, "some kills found no live actor"
+    assert figures.inputs == chaos_scale.actor_kills, figures.notes
     assert tally.correct == len(refs), tally.summary()
     assert figures.crashes == 0
     # Calls ran in processes that were killed and in their replacements.

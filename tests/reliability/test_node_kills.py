@@ -19,14 +19,23 @@ from shoal.cluster_utils import Cluster
 from tests.reliability import faults
 
 NODE_TIMEOUT_S = 2.0
+STORE_BYTES = 256 * 1024 * 1024  # cluster_utils' default
 JOB_TIMEOUT_S = 120.0
 DEATH_NOTICE_S = 10.0  # for every get after a node died; the driver should know within about a second
 
 
+def _store_bytes(chaos_scale) -> int:
+    """Room for both stages of the lineage job twice over, on every node: the scenario is about
+    lineage, not store pressure (scenario 10). Rebuilding into full stores is far slower: 200 x 1 MiB
+    took 75 s with 256 MiB stores, 0.5 s with 1 GiB ones."""
+    return max(STORE_BYTES, 4 * chaos_scale.node_objects * chaos_scale.node_object_bytes)
+
+
 @pytest.fixture
-def cluster(monkeypatch):
+def cluster(monkeypatch, chaos_scale):
     monkeypatch.setenv("SHOAL_NODE_TIMEOUT_S", str(NODE_TIMEOUT_S))
-    local = Cluster(initialize_head=True, head_node_args={"num_cpus": 1}, shutdown_at_exit=False)
+    head_args = {"num_cpus": 1, "object_store_memory": _store_bytes(chaos_scale)}
+    local = Cluster(initialize_head=True, head_node_args=head_args, shutdown_at_exit=False)
     try:
         yield local
     finally:
@@ -69,13 +78,14 @@ def _filled_with(array, fill: int, size_bytes: int) -> bool:
 
 
 def test_node_kill_rebuilds_its_objects_from_lineage(cluster, chaos_scale, figures, tmp_path):
-    a = cluster.add_node(num_cpus=1, resources={"shared": 1})
-    b = cluster.add_node(num_cpus=1, resources={"shared": 1})
+    store_bytes = _store_bytes(chaos_scale)
+    a = cluster.add_node(num_cpus=1, resources={"shared": 1}, object_store_memory=store_bytes)
+    b = cluster.add_node(num_cpus=1, resources={"shared": 1}, object_store_memory=store_bytes)
     cluster.wait_for_nodes()
     cluster.connect()
     count, size = chaos_scale.node_objects, chaos_scale.node_object_bytes
     figures.input_kind = "node SIGKILL"
-    figures.parameters = {"nodes": 3, "objects": count, "object_bytes": size, "stages": 2}
+    figures.parameters = {"nodes": 3, "objects": count, "object_bytes": size, "stages": 2, "store_bytes": store_bytes}
     made_log, plus_log = str(tmp_path / "make.log"), str(tmp_path / "plus.log")
     made = [make.remote(made_log, index, size) for index in range(count)]
     plus = [plus_one.remote(plus_log, index, ref) for index, ref in enumerate(made)]

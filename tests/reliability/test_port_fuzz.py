@@ -48,9 +48,9 @@ def _still_serves(target, figures, tasks: int = 200) -> None:
     figures.correct += sum(value == index**3 for index, value in enumerate(values))
 
 
-def _after_batch(target, figures, what: str) -> bool:
+def _after_batch(target, figures, what: str, messages: int = 0) -> bool:
     """Whether the node took a batch; one that died or hung is counted, noted and restarted."""
-    state = target.settled()
+    state = target.settled(messages)
     if state == "ok":
         return True
     figures.crashes += state == "crashed"
@@ -125,14 +125,14 @@ def _fuzz_kinds(target, figures, port_name: str, batches: dict, name_the_killers
     names = list(batches)
     for start in range(0, len(names), KINDS_PER_CHECK):
         group = names[start : start + KINDS_PER_CHECK]
-        for name in group:
-            figures.inputs += _send_frames(target.ports()[port_name].zmq_endpoint, batches[name])
-        if _after_batch(target, figures, f"{group[0]}..{group[-1]} to {port_name}") or not name_the_killers:
+        sent = sum(_send_frames(target.ports()[port_name].zmq_endpoint, batches[name]) for name in group)
+        figures.inputs += sent
+        if _after_batch(target, figures, f"{group[0]}..{group[-1]} to {port_name}", sent) or not name_the_killers:
             continue
         alone = []
         for name in group:
             _send_frames(target.ports()[port_name].zmq_endpoint, batches[name])
-            if target.settled() != "ok":
+            if target.settled(len(batches[name])) != "ok":
                 alone.append(name)
                 target.restart()
                 killer = _first_killer(target, port_name, batches[name])
@@ -152,13 +152,13 @@ def _first_killer(target, port_name: str, frames: list) -> bytes | None:
     while len(candidates) > 1:
         half = candidates[: len(candidates) // 2]
         _send_frames(target.ports()[port_name].zmq_endpoint, half)
-        if target.settled() == "ok":
+        if target.settled(len(half)) == "ok":
             candidates = candidates[len(candidates) // 2 :]
         else:
             target.restart()
             candidates = half
     _send_frames(target.ports()[port_name].zmq_endpoint, candidates)
-    if target.settled() == "ok":
+    if target.settled(1) == "ok":
         return None
     target.restart()
     return candidates[0]

@@ -91,18 +91,23 @@ def test_template_kills_during_a_task_job(node_pid, chaos_scale, figures):
     figures.input_kind = "template SIGKILLs"
     figures.parameters = {"tasks": chaos_scale.template_tasks, "template_kills": chaos_scale.template_kills}
     refs = [square.remote(index) for index in range(chaos_scale.template_tasks)]
+    final_wait_s = RECOVERY_TIMEOUT_S
     for kill in range(1, chaos_scale.template_kills + 1):
-        faults.pace(refs, kill / (chaos_scale.template_kills + 1), JOB_TIMEOUT_S)
+        fraction = kill / (chaos_scale.template_kills + 1)
+        if faults.pace(refs, fraction, JOB_TIMEOUT_S if kill == 1 else RECOVERY_TIMEOUT_S) < int(len(refs) * fraction):
+            figures.note(f"the job did not reach {fraction:.0%} within {RECOVERY_TIMEOUT_S:g} s of kill {kill - 1}")
+            final_wait_s = 1.0  # it already had its chance
+            break
         for template_pid in faults.template_pids(node_pid):
             if faults.sigkill(template_pid):  # its workers die with it (PR_SET_PDEATHSIG)
                 figures.inputs += 1
-    tally = faults.check_results(refs, _is_square, RECOVERY_TIMEOUT_S)
+    tally = faults.check_results(refs, _is_square, final_wait_s)
     figures.results, figures.correct, figures.hangs = tally.checked, tally.correct, tally.hangs
     if tally.correct != len(refs):
         figures.note(tally.summary())
     figures.crashes = 0 if faults.alive(node_pid) else 1
+    assert tally.correct == len(refs), figures.notes
     assert figures.inputs == chaos_scale.template_kills
-    assert tally.correct == len(refs), tally.summary()
     assert figures.crashes == 0
     # The node runs new work on a new template's workers.
     assert shoal.get(square.remote(7), timeout=30) == (7, 49)
