@@ -44,9 +44,12 @@ def _actor_rows() -> list:
 
 
 def _live_actor_pids(excluded: set) -> list[int]:
-    return [
-        row["pid"] for row in _actor_rows() if row["state"] == "ALIVE" and row["pid"] and row["pid"] not in excluded
-    ]
+    """Pids of the workers hosting actors. From the worker table: the actor table's pid is None
+    when the actor's worker registered before the node read the template's word of its pid."""
+    from shoal.util import state
+
+    rows = state.list_workers(filters=[("state", "=", "ACTOR")], limit=10_000)
+    return [row["pid"] for row in rows if row["pid"] and row["pid"] not in excluded]
 
 
 def test_actor_kills_with_restarts_keep_every_call(node_pid, chaos_scale, figures):
@@ -71,7 +74,7 @@ def test_actor_kills_with_restarts_keep_every_call(node_pid, chaos_scale, figure
             killed.add(victim)
             figures.inputs += 1
         elif not figures.notes:
-            figures.note(f"kill {kill} found no live actor; the actors: {[dict(row) for row in _actor_rows()]}")
+            figures.note(f"kill {kill} found no actor worker; the actors: {[dict(row) for row in _actor_rows()]}")
     tally = faults.check_results(refs, lambda index, value: value[:2] == (index, index * index), JOB_TIMEOUT_S)
     figures.results, figures.correct, figures.hangs = tally.checked, tally.correct, tally.hangs
     figures.note(tally.summary())
@@ -82,3 +85,6 @@ def test_actor_kills_with_restarts_keep_every_call(node_pid, chaos_scale, figure
     # Calls ran in processes that were killed and in their replacements.
     pids = {value[2] for value in shoal.get(refs, timeout=JOB_TIMEOUT_S)}
     assert pids & killed and pids - killed
+    unknown = [row["actor_id"] for row in _actor_rows() if row["state"] == "ALIVE" and not row["pid"]]
+    if unknown:
+        figures.note(f"list_actors gives no pid for {len(unknown)} live actor(s)")
