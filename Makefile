@@ -9,6 +9,8 @@
 #                     summaries a saved notebook shows; nbval in `make test` checks the marked cells)
 #   make screenshots  run the browser tier and write its gallery to docs/screenshots/
 #   make lint         ruff check, ruff format --check and pyright, at the versions requirements.lock pins
+#   make chaos        the reliability suite (tests/reliability) at full size: kills, fuzzing, floods, store
+#                     pressure, stale refs; prints its figures and writes benchmarks/out/chaos.json (make test runs it short)
 #   make venv         build .venv from requirements.lock (make test and make lab do this when needed)
 #   make lock         re-resolve requirements.lock at the newest versions pyproject.toml allows
 #                     (LOCK_UPGRADE= keeps the current pins and resolves only what pyproject.toml changed)
@@ -28,6 +30,11 @@ TESTS ?= tests
 TEST_TIMEOUT_S ?= 120
 PYTEST_ARGS ?=
 LAB_ARGS ?=
+# make chaos: SHOAL_CHAOS_SCALE for tests/reliability (short is what make test runs), where the
+# figures go as JSON, and the limit per scenario (the full ones take minutes; stacks dump at the limit).
+CHAOS_SCALE ?= full
+CHAOS_REPORT ?= benchmarks/out/chaos.json
+CHAOS_TIMEOUT_S ?= 900
 
 # Every package .venv holds, at one exact version each: what `make test` and CI test against, so
 # a new release upstream changes nothing until `make lock` takes it in. Resolved by uv from
@@ -65,7 +72,7 @@ VENV_STAMP := $(VENV)/.stamp-$(VENV_HASH)
 CHROMIUM := /usr/bin/chromium
 NOTEBOOK_TIMEOUT_S ?= 120
 
-.PHONY: help venv lab lint test lock test-latest pyright-paths clean distclean browser notebooks screenshots
+.PHONY: help venv lab lint test lock chaos test-latest pyright-paths clean distclean browser notebooks screenshots
 
 help:
 	@sed -n '3,/^$$/s/^# \{0,1\}//p' Makefile
@@ -179,6 +186,11 @@ notebooks: $(VENV_STAMP)
 screenshots: $(VENV_STAMP) browser
 	SHOAL_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV_PYTHON) -m pytest tests/browser -q -p no:cacheprovider \
 		--timeout=$(TEST_TIMEOUT_S)
+
+chaos: $(VENV_STAMP)
+	SHOAL_NONINTERACTIVE=1 SHOAL_CHAOS_SCALE=$(CHAOS_SCALE) SHOAL_CHAOS_REPORT=$(CHAOS_REPORT) \
+		$(VENV_PYTHON) -m pytest tests/reliability -q -p no:cacheprovider \
+		--timeout=$(CHAOS_TIMEOUT_S) -o faulthandler_timeout=$(CHAOS_TIMEOUT_S) $(PYTEST_ARGS)
 
 $(UV_STAMP):
 	rm -rf $(TOOLS_VENV)
