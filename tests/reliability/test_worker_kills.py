@@ -14,8 +14,10 @@ import pytest
 import shoal
 
 from tests.reliability import faults
+from tests.waiting import wait_for
 
 JOB_TIMEOUT_S = 120.0  # a whole job; it takes seconds when nothing is wrong
+KILL_TIMEOUT_S = 10.0  # to find a worker to kill while a job runs
 BUSY_WAIT_S = 5.0
 RECOVERY_TIMEOUT_S = 20.0  # for the rest of a job after its template died: a second or two when it recovers
 
@@ -55,9 +57,13 @@ def test_worker_kills_during_a_task_job(node_pid, chaos_scale, figures):
         refs = [square.remote(index) for index in range(chaos_scale.worker_tasks)]
         for kill in range(1, chaos_scale.worker_kills + 1):
             faults.pace(refs, kill / (chaos_scale.worker_kills + 1), JOB_TIMEOUT_S)
-            victim = faults.pick(rng, faults.busy_worker_pids()) or faults.pick(rng, faults.worker_pids(node_pid))
-            if victim is not None and faults.sigkill(victim):
-                figures.inputs += 1
+
+            def kill_one() -> bool:  # a worker may be between tasks, or just replaced: pick again
+                victim = faults.pick(rng, faults.busy_worker_pids()) or faults.pick(rng, faults.worker_pids(node_pid))
+                return victim is not None and faults.sigkill(victim)
+
+            wait_for(kill_one, KILL_TIMEOUT_S, describe=lambda: f"no worker of node {node_pid} to kill")
+            figures.inputs += 1
         tally = faults.check_results(refs, _is_square, JOB_TIMEOUT_S)
         figures.results += tally.checked
         figures.correct += tally.correct
