@@ -124,11 +124,15 @@ class ObjectHandlers(NodeHost):
         self._send(client_id, protocol.AllocateObjectReply(message.request_id, offset, error))
 
     def _revoke_for(self, size_bytes: int) -> bool:
-        """Ask readers for pins back until enough could come free; False if none can.
+        """Ask readers for pins back until everything parked, and `size_bytes` more, could fit;
+        False if it cannot.
 
-        Pins a reader said it keeps (RevokePinsReply: arrays use them) are not counted.
+        The need is counted for all parked allocations and restores together: pins already
+        asked back (`revoking`) count once, for whichever parked request gets their room first,
+        so a second request parked behind the first asks for pins of its own. Pins a reader
+        said it keeps (RevokePinsReply: arrays use them) are not counted.
         """
-        wanted = size_bytes - self.store.allocator.free_bytes
+        wanted = size_bytes + self._parked_bytes() - self.store.allocator.free_bytes
         by_client: dict[bytes, list] = {}
         for entry in sorted(
             (
@@ -150,6 +154,15 @@ class ObjectHandlers(NodeHost):
         for pinner, object_ids in by_client.items():
             self._send(pinner, protocol.RevokePins(object_ids))
         return wanted <= 0
+
+    def _parked_bytes(self) -> int:
+        """Arena room the parked allocations and restores wait for."""
+        total = sum(size_bytes for _, _, size_bytes, _ in self.parked)
+        for _, object_id, _ in self.parked_deliveries:
+            entry = self.objects.get(object_id)
+            if entry is not None and entry.value is not None:
+                total += entry.value.shm_size
+        return total
 
     def _on_revoke_pins_reply(self, client_id: bytes, message: protocol.RevokePinsReply) -> None:
         """A reader keeps these pins for now: what was parked on them need not wait."""
@@ -183,6 +196,10 @@ class ObjectHandlers(NodeHost):
         if not self.parked and not self.parked_deliveries:
             self.revoking.clear()
             self.pins_kept.clear()
+        else:
+            # What came back went to the first in line (or to objects stored meanwhile):
+            # those still waiting ask for more pins back.
+            self._revoke_for(0)
 
     def _on_get(self, client_id: bytes, message: protocol.GetObjects) -> None:
         ready = []
@@ -204,6 +221,8 @@ class ObjectHandlers(NodeHost):
             self._apply_ref_deltas(client_id, message.deltas)
         if message.released_pins:
             self.pins_kept.difference_update(message.released_pins)
+            # Handed back: if it is pinned again later, it is asked back again.
+            self.revoking.difference_update(message.released_pins)
             self._apply_frees(self.objects.unpin(client_id, message.released_pins))
             if self.parked or self.parked_deliveries:
                 self._retry_parked(time.monotonic())

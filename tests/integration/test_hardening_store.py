@@ -102,3 +102,64 @@ def test_get_of_one_ref_twice_releases_both_views(store_200mb):
     assert one[0] == two[0] == 0
     del one, two, ref
     wait_store_empty()
+
+
+# Allocations parked at once while every stored object is pinned by the driver's cache: each must
+# get pins asked back for its own room. Without that, the second one parked behind the first
+# waited out SHOAL_ALLOCATION_WAIT_S and the put raised ObjectStoreFullError, with nothing pinned
+# but cached locations the driver would have handed back at once.
+HELD_STORE_SCRIPT = """
+import os
+import threading
+
+import numpy as np
+import shoal
+
+SIZE = 4 * 2**20
+COUNT = 160  # ten times the store's size, all held at once
+shoal.init(num_cpus=2, object_store_memory=64 * 2**20)
+
+@shoal.remote
+def make(index):
+    return np.full(SIZE // 8, index, dtype=np.int64)
+
+def value(index):
+    return np.full(SIZE // 8, index, dtype=np.int64)
+
+refs = {}
+if os.environ["HELD_SHAPE"] == "half_from_tasks":
+    for index in range(COUNT):
+        refs[index] = shoal.put(value(index)) if index % 2 else make.remote(index)
+else:  # putters in parallel threads
+    errors = []
+    def putter(first):
+        try:
+            for index in range(first, COUNT, 4):
+                refs[index] = shoal.put(value(index))
+        except Exception as error:
+            errors.append(error)
+    threads = [threading.Thread(target=putter, args=(first,)) for first in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+wrong = []
+for index in range(COUNT):
+    array = shoal.get(refs[index], timeout=60)
+    if not (array.nbytes == SIZE and array.min() == index == array.max()):
+        wrong.append(index)
+    del array
+assert len(refs) == COUNT and not wrong, f"wrong values: {wrong}"
+print("held", len(refs), "values, all correct")
+shoal.shutdown()
+"""
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("shape", ["half_from_tasks", "parallel_putters"])
+def test_values_held_beyond_the_store_spill_while_allocations_queue(run_script, shape):
+    env = {"HELD_SHAPE": shape, "SHOAL_ALLOCATION_WAIT_S": "5", "SHOAL_NONINTERACTIVE": "1"}
+    result = run_script(HELD_STORE_SCRIPT, timeout_s=200, env=env)
+    assert "held 160 values, all correct" in result.stdout

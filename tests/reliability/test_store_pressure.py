@@ -64,10 +64,6 @@ def test_ten_stores_stream_through_a_small_store(store, chaos_scale, figures):
     assert figures.correct == figures.results == count
 
 
-# A known engine fault this scenario found, left open in issue 21's note: with task outputs in the
-# mix the store refuses a put ("every stored object is in use by a reader") instead of spilling.
-# strict: the day it passes, the marker must go.
-@pytest.mark.xfail(strict=True, reason="ObjectStoreFullError once task outputs are held: pins not given back")
 def test_ten_stores_held_at_once_spill_and_come_back(store, chaos_scale, figures):
     size, count = chaos_scale.store_value_bytes, _count(chaos_scale)
     figures.input_kind = "MiB held"
