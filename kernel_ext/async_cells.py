@@ -4,7 +4,8 @@ One thread (`shoal-remote-cell-wait`) per kernel, started when an async cell is 
 ending as soon as no async cell is pending, so an idle kernel holds no thread. It polls with
 `shoal.wait(..., timeout=...)` so `close()` stops it within one poll interval. A delivery runs
 under one lock, whichever thread makes it, so `deliver_ready` returns only once a delivery the
-watcher thread has begun is complete.
+watcher thread has begun is complete. Deliveries also happen on the main thread: before each
+cell (`deliver_ready`) and as a blocking get/wait there ends (`on_wait`).
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ class AsyncCellWatcher:
                 return
             for ref in ready:
                 self._deliver(ref)
+
+    def on_wait(self, info) -> Callable[[str], None] | None:
+        """A wait listener (`shoal.util.output.add_wait_listener`): when a `get`/`wait` of the
+        main thread that blocked ends, the cells that finished meanwhile are delivered before it
+        returns, so `shoal.get(_remote)` is followed by the cell's names, in the same cell."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        with self._lock:
+            if not self._pending:
+                return None
+        return self._after_wait
+
+    def _after_wait(self, outcome: str) -> None:
+        if outcome == "done":
+            self.deliver_ready()
 
     def pending(self) -> int:
         """How many watched cells have not finished yet."""

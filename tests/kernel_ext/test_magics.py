@@ -237,6 +237,27 @@ def test_finished_async_cell_names_are_in_place_before_the_next_cell(shell):
     assert result.success and shell.user_ns["seen"] == 7
 
 
+def test_a_get_of_the_async_value_is_followed_by_the_cells_names(shell):
+    """`shoal.get(_remote)` returns once the names are written back: in the same cell, the next
+    line sees them, even when loading them takes the watcher thread a while (`slow` unpickles
+    by sleeping)."""
+    shell.user_ns.pop("written_after", None)
+    cell(
+        shell,
+        "--async",
+        "import time\n"
+        "class SlowToLoad:\n"
+        "    def __reduce__(self):\n"
+        "        return (time.sleep, (0.5,))\n"
+        "time.sleep(0.3)\n"
+        "slow = SlowToLoad()\n"
+        "written_after = 7\n",
+    )
+    shell.user_ns["shoal"] = shoal
+    result = shell.run_cell("shoal.get(_remote)\nseen = written_after")
+    assert result.success and shell.user_ns["seen"] == 7
+
+
 def test_the_next_cell_waits_for_a_push_the_watcher_thread_began(shell):
     """`deliver_ready` (run before each cell) returns only once a push in progress on the
     watcher thread is done, so the cell sees every name of a finished async cell."""
