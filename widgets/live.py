@@ -20,11 +20,10 @@ import html
 import logging
 import threading
 import weakref
-from collections import deque
 
 import ipywidgets
 
-from . import refresher
+from . import final_states, refresher
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +31,6 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 _EMPTY = {"text/plain": ""}  # a view's place once its summary went below the cell's output
 
 _views: weakref.WeakSet = weakref.WeakSet()  # views not yet stopped, for the shutdown listener
-# Summaries already shown in place of a view: sent again as shutdown begins, for frontends that
-# hear display updates only while a cell runs (nbclient), should a view have stopped between cells.
-_summaries: deque = deque(maxlen=100)
 _listening = False
 _views_lock = threading.Lock()
 
@@ -183,8 +179,8 @@ class LiveView(ipywidgets.VBox):
         else:
             for handle in handles:
                 _show_summary(handle, bundle)
-                with _views_lock:
-                    _summaries.append((handle, bundle))
+                # A view may stop between cells: sent again as shutdown begins (final_states).
+                final_states.remember(handle, bundle)
         if handles:
             # Its outputs now hold the summary: the widget has nothing left to show.
             self._close_widgets()
@@ -259,10 +255,6 @@ def _show_summary(handle, bundle: dict) -> None:
 def _shutdown_begins() -> None:
     with _views_lock:
         views = list(_views)
-        summaries = list(_summaries)
-        _summaries.clear()
-    for handle, bundle in summaries:
-        _show_summary(handle, bundle)
     for view in views:
         try:
             view._shutdown_begins()

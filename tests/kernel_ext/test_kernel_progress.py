@@ -175,8 +175,22 @@ def test_interrupted_get_finalizes_the_widget(live_kernel):
     assert _blanked(cell, _widget_displays(cell)[0][1])
 
 
-def test_async_cell_given_up_at_shutdown_says_so(live_kernel, tmp_path):
+def _async_status_displays(cell: Cell, msg_type: str, parent: Cell) -> dict[str, str]:
+    """display id -> text of the `%%remote --async` status lines of one message type in `cell`'s
+    messages that were sent under `parent`'s request."""
+    return {
+        message["content"]["transient"]["display_id"]: message["content"]["data"]["text/plain"]
+        for _, message in cell.messages
+        if message["msg_type"] == msg_type
+        and message["parent_header"].get("msg_id") == parent.msg_id
+        and "%%remote --async" in message["content"]["data"].get("text/plain", "")
+    }
+
+
+def test_async_cells_final_status_lines_at_shutdown(live_kernel, tmp_path):
     # Last in the module: it shuts the cluster down (the next use would start one again).
+    finished = run_ok(live_kernel, "%%remote --async --no-push\n6 * 7\n")
+    assert "42" in run_ok(live_kernel, "print(shoal.get(_remote))").text()
     never = tmp_path / "never"
     pending = run_ok(live_kernel, f"%%remote --async --no-push\nwait_file({str(never)!r})\n")
     stop = run_ok(live_kernel, "%shoal shutdown")
@@ -187,3 +201,11 @@ def test_async_cell_given_up_at_shutdown_says_so(live_kernel, tmp_path):
         if message["msg_type"] == "update_display_data" and message["parent_header"].get("msg_id") == pending.msg_id
     ]
     assert len(updates) == 1 and "when the cluster was shut down" in updates[0], updates
+    # Both final lines are sent once more under the shutdown cell, for frontends that hear only
+    # the running cell's messages (nbclient, `make notebooks`), which dropped the first sends.
+    ((finished_id, _),) = _async_status_displays(finished, "display_data", finished).items()
+    ((pending_id, _),) = _async_status_displays(pending, "display_data", pending).items()
+    resent = _async_status_displays(stop, "update_display_data", stop)
+    assert resent.keys() == {finished_id, pending_id}, stop.summary()
+    assert resent[finished_id].startswith("%%remote --async: done in "), resent
+    assert resent[pending_id] == updates[0]

@@ -90,9 +90,14 @@ def test_a_finished_bar_replaces_itself_while_the_cluster_runs(displays):
         track(refs)
         (handle,) = displays
         wait_for(lambda: len(handle.shown) == 2, 10, describe=lambda: repr(handle.shown))
-        assert handle.shown[-1]["text/plain"] == "tasks: 2/2 ready"
-        assert WIDGET not in handle.shown[-1]
+        summary = handle.shown[-1]
+        assert summary["text/plain"] == "tasks: 2/2 ready"
+        assert WIDGET not in summary
         assert shoal.is_initialized()
+        # Replaced between cells: sent again as shutdown begins (for nbclient, which heard only
+        # the cell that ran then).
+        shoal.shutdown()
+        assert handle.shown[2:] == [summary]
     finally:
         shoal.shutdown()
 
