@@ -118,13 +118,15 @@ endef
 # tests/conftest.py (its leak checks) is not loaded; --nbval-current-env runs the kernel with
 # this venv's python; cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their saved output, once
 # tests/notebooks/nbval_sanitize.cfg has masked what differs between runs (ids, paths, pids, sizes).
+# DIR/bin leads PATH there, as in the kernel spec (fill_venv): the notebooks see what a user's kernel sees
+# (the init table offers `!shoal status` only when the command is on PATH).
 define run_tests
 	status=0; \
 	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest $(TESTS) -q -p no:cacheprovider \
 		--timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	nb_status=0; \
-	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest --nbval-lax --nbval-current-env notebooks \
+	PATH='$(abspath $(1))/bin':"$$PATH" SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest --nbval-lax --nbval-current-env notebooks \
 		--nbval-sanitize-with tests/notebooks/nbval_sanitize.cfg \
 		-q -p no:cacheprovider --timeout=$(TEST_TIMEOUT_S) || nb_status=$$?; \
 	if [ $$nb_status -ne 0 ]; then echo "make test: the notebooks failed under nbval" >&2; fi; \
