@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -91,7 +92,22 @@ def test_task_rate_is_tasks_done_per_second_between_samples():
     for now_s, done in ((0.0, 0), (1.0, 4), (3.0, 10), (3.0, 99), (4.0, 10), (5.0, 11)):
         rate.add(now_s, done)
     assert rate.rates == (3.0, 0.0, 1.0)  # a repeated time is ignored; only the last 3 are kept
-    assert render_sparkline(rate.rates).count("<polyline") == 1
+    assert render_sparkline(rate.rates).count("class='shoal-rate-bar'") == 3
+
+
+def _bars(svg: str) -> list[dict]:
+    return [dict(re.findall(r"(\w+)='([^']*)'", bar)) for bar in re.findall(r"<rect class='shoal-rate-bar'[^>]*>", svg)]
+
+
+def test_the_sparkline_shows_from_its_first_sample():
+    (bar,) = _bars(render_sparkline((22.2,), width=120, height=20))
+    assert float(bar["height"]) == 16.0 and float(bar["width"]) >= 4, "the peak: the track's height"
+    assert float(bar["x"]) + float(bar["width"]) <= 120 and float(bar["x"]) >= 115, "the newest sample on the right"
+    assert bar["fill"] == "#1e88e5"
+    idle, busy = _bars(render_sparkline((0.0, 4.0)))
+    assert float(idle["height"]) == 1.0 and idle["fill"] != busy["fill"], "no tasks: a grey tick"
+    assert float(idle["x"]) < float(busy["x"])
+    assert "<rect width='120' height='20'" in render_sparkline(()), "an empty track before any sample"
 
 
 def test_task_table_escapes_names_and_shows_duration():
