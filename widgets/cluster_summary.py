@@ -224,9 +224,10 @@ def _meter(name: str, pair: tuple[float, float]) -> str:
 
 
 def render_sparkline(rates: Sequence[float], width: int = 120, height: int = 20) -> str:
-    """Tasks finished per second as an inline SVG column chart on a light track: one column per
-    sample, the newest on the right, RATE_SAMPLES of them across. A single sample shows (a line
-    needs two points), and a sample with no tasks is a thin grey tick on the track."""
+    """Tasks finished per second as a column chart on a light track: one column per sample, the
+    newest on the right, RATE_SAMPLES of them across. A single sample shows, and a sample with no
+    tasks is a thin grey tick. Plain HTML (spans with inline styles), not SVG: JupyterLab's
+    sanitizer strips SVG from the outputs of a notebook it does not trust, as a cloned one."""
     values = list(rates)[-RATE_SAMPLES:]
     top = max(values, default=0.0)
     column = width / RATE_SAMPLES
@@ -236,14 +237,15 @@ def render_sparkline(rates: Sequence[float], width: int = 120, height: int = 20)
         bar_height = 1.0 if value <= 0 or top <= 0 else max(2.0, (value / top) * (height - 4))
         colour = _SPARK_COLOUR if value > 0 else _SPARK_IDLE
         bars.append(
-            f"<rect class='shoal-rate-bar' x='{x:.1f}' y='{height - 2 - bar_height:.1f}' "
-            f"width='{max(column - 1, 1):.1f}' height='{bar_height:.1f}' fill='{colour}'/>"
+            f"<span class='shoal-rate-bar' style='position:absolute;left:{x:.1f}px;bottom:2px;"
+            f"width:{max(column - 1, 1):.1f}px;height:{bar_height:.1f}px;background:{colour}'></span>"
         )
     span = f"last {len(values)} s" if values else "no samples yet"
     return (
-        f"<svg class='shoal-sparkline' width='{width}' height='{height}' style='vertical-align:middle'>"
-        f"<title>tasks finished per second, {span} (peak {top:.1f})</title>"
-        f"<rect width='{width}' height='{height}' rx='3' fill='{_SPARK_TRACK}'/>{''.join(bars)}</svg>"
+        f"<span class='shoal-sparkline' title='tasks finished per second, {span} (peak {top:.1f})' "
+        f"style='display:inline-block;position:relative;width:{width}px;height:{height}px;"
+        f"background:{_SPARK_TRACK};border-radius:3px;vertical-align:middle;overflow:hidden'>"
+        f"{''.join(bars)}</span>"
     )
 
 
