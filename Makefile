@@ -95,6 +95,18 @@ define fill_venv
 	$(1)/bin/python -m pip install --no-deps --no-build-isolation -e .
 	$(1)/bin/python -m pip check
 	$(1)/bin/python -m ipykernel install --sys-prefix --name python3 --env PATH '$(abspath $(1))/bin:$${PATH}'
+	$(call write_lab_settings,$(1))
+endef
+
+# $(call write_lab_settings,DIR): the JupyterLab defaults shoal's notebooks need, in DIR's lab app
+# dir (overrides.d/shoal.json: a user's overrides.json and own settings still win). The widgets'
+# state is saved with the notebook, so a notebook saved while a view is live (mid-session, or by
+# autosave) reopens showing the view's last state instead of "Error displaying widget: model not
+# found". The tutorials stored by `make notebooks` keep no widget state (nbconvert saves none).
+LAB_SETTINGS_FILE := share/jupyter/lab/settings/overrides.d/shoal.json
+define write_lab_settings
+	mkdir -p $(dir $(1)/$(LAB_SETTINGS_FILE))
+	echo '{"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": true}}' > $(1)/$(LAB_SETTINGS_FILE)
 endef
 
 # $(call resolve,OUTPUT,UPGRADE): resolve pyproject.toml's dependencies and extras (all of them:
@@ -125,13 +137,15 @@ endef
 # tests/conftest.py (its leak checks) is not loaded; --nbval-current-env runs the kernel with
 # this venv's python; cells marked `# NBVAL_CHECK_OUTPUT` must reproduce their saved output, once
 # tests/notebooks/nbval_sanitize.cfg has masked what differs between runs (ids, paths, pids, sizes).
+# DIR/bin leads PATH there, as in the kernel spec (fill_venv): the notebooks see what a user's kernel sees
+# (the init table offers `!shoal status` only when the command is on PATH).
 define run_tests
 	status=0; \
 	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest $(TESTS) -q -p no:cacheprovider \
 		--timeout=$(TEST_TIMEOUT_S) $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	nb_status=0; \
-	SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest --nbval-lax --nbval-current-env notebooks \
+	PATH='$(abspath $(1))/bin':"$$PATH" SHOAL_NONINTERACTIVE=1 $(1)/bin/python -m pytest --nbval-lax --nbval-current-env notebooks \
 		--nbval-sanitize-with tests/notebooks/nbval_sanitize.cfg \
 		-q -p no:cacheprovider --timeout=$(TEST_TIMEOUT_S) || nb_status=$$?; \
 	if [ $$nb_status -ne 0 ]; then echo "make test: the notebooks failed under nbval" >&2; fi; \
@@ -139,7 +153,7 @@ define run_tests
 	exit $$nb_status
 endef
 
-venv: $(VENV_STAMP)
+venv: $(VENV_STAMP) $(VENV)/$(LAB_SETTINGS_FILE)
 
 $(VENV_STAMP):
 	$(call new_venv,$(VENV))
@@ -147,11 +161,15 @@ $(VENV_STAMP):
 	$(call fill_venv,$(VENV))
 	touch $@
 
+# A venv built before the settings were (or with other ones) gets them without a rebuild.
+$(VENV)/$(LAB_SETTINGS_FILE): Makefile | $(VENV_STAMP)
+	$(call write_lab_settings,$(VENV))
+
 # The tutorials: notebooks/01_quickstart, 02_remote_cells, 03_cluster_views. The README's quick
 # start is tested by tests/unit/test_packaging.py; the notebooks by nbval in `make test`.
 # JupyterLab refuses to run as root without --allow-root, and containers and CI machines run as
 # root. tests/unit/test_make_lab.py runs this recipe (with VENV_STAMP= so it builds nothing).
-lab: $(VENV_STAMP)
+lab: $(VENV_STAMP) $(VENV)/$(LAB_SETTINGS_FILE)
 	@echo "make lab: JupyterLab on notebooks/ (start with 01_quickstart.ipynb); Ctrl-C to stop" >&2
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
@@ -159,7 +177,7 @@ lint: $(VENV_STAMP)
 	$(call run_lint,$(VENV))
 
 # Lint first: a style or type regression fails in seconds, before the suite's minutes.
-test: lint $(VENV_STAMP) browser
+test: lint $(VENV_STAMP) $(VENV)/$(LAB_SETTINGS_FILE) browser
 	$(call run_tests,$(VENV))
 
 # Chromium for tests/browser, from Debian's packages (this needs root, as CI and the project's machines run).
@@ -183,7 +201,7 @@ notebooks: $(VENV_STAMP)
 
 # The gallery: the browser tier saves what each tutorial looks like after Run All and after
 # save-and-reopen (tests/browser/test_tutorials.py).
-screenshots: $(VENV_STAMP) browser
+screenshots: $(VENV_STAMP) $(VENV)/$(LAB_SETTINGS_FILE) browser
 	SHOAL_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(VENV_PYTHON) -m pytest tests/browser -q -p no:cacheprovider \
 		--timeout=$(TEST_TIMEOUT_S)
 

@@ -4,10 +4,14 @@ Shown in the cell when it is submitted (running), and replaced when the cell's t
 in N s, or failed, with the error) from whichever thread notices: the async watcher's, or the
 main thread just before the next cell. Every message carries the async cell's parent header
 and the status's display id, so it lands in the async cell, not in the cell running then.
+The final line is also sent once more as `shoal.shutdown()` begins, under the cell running then
+(`shoal.widgets.final_states`), for frontends that hear only the running cell's messages
+(nbclient, so a notebook run by `make notebooks` stores "done", not "running").
 Kernel only (it sends on the kernel's iopub socket); nothing here blocks or imports IPython.
 
     %%remote --async cell ──▶ AsyncCellStatus(kernel) ──▶ display_data(display_id) "running"
     watcher: task ended   ──▶ done(...) / failed(error) ──▶ update_display_data, same parent
+    shoal.shutdown() begins ──▶ final_states ──▶ update(...) ──▶ update_display_data, current parent
 """
 
 from __future__ import annotations
@@ -97,21 +101,34 @@ class AsyncCellStatus:
     def _elapsed_s(self) -> float:
         return max(0.0, self._clock() - self._started_at)
 
+    def update(self, data: dict, raw: bool = True) -> None:
+        """Show `data` as the status line again, under the cell running now (the display
+        handle `final_states` calls as shutdown begins).
+
+        Args:
+            data: The mime bundle.
+            raw: Always true: `data` is a mime bundle (the display handle's signature).
+        """
+        content = {"data": data, "metadata": {}, "transient": {"display_id": self.display_id}}
+        self._send("update_display_data", content, parent=self._kernel.get_parent("shell") or self._parent)
+
     def _show(self, state: str, text: str, update: bool = True) -> None:
+        from shoal.widgets import final_states
+
         self.text = text
         first, _, rest = text.partition("\n")
         body = f"<b>{html.escape(first)}</b>" + (f"<pre>{html.escape(rest)}</pre>" if rest else "")
-        content = {
-            "data": {
-                "text/plain": text,
-                "text/html": f"<div class='shoal-async' style='color:{_COLORS[state]}'>{body}</div>",
-            },
-            "metadata": {},
-            "transient": {"display_id": self.display_id},
+        data = {
+            "text/plain": text,
+            "text/html": f"<div class='shoal-async' style='color:{_COLORS[state]}'>{body}</div>",
         }
+        content = {"data": data, "metadata": {}, "transient": {"display_id": self.display_id}}
         self._send("update_display_data" if update else "display_data", content)
+        if state != "running":
+            final_states.remember(self, data)
 
-    def _send(self, msg_type: str, content: dict) -> None:
+    def _send(self, msg_type: str, content: dict, parent: dict | None = None) -> None:
         kernel = self._kernel
         # The iopub socket queues sends onto ipykernel's I/O thread, so any thread may send.
-        kernel.session.send(kernel.iopub_socket, msg_type, content, parent=self._parent, ident=b"display_data")
+        parent = self._parent if parent is None else parent
+        kernel.session.send(kernel.iopub_socket, msg_type, content, parent=parent, ident=b"display_data")

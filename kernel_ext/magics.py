@@ -62,6 +62,7 @@ class ShoalMagics(Magics):
         self.router: KernelOutputRouter | None = None
         self._cluster_was_shut_down = False  # the next %%remote then says it starts a new one
         output.add_shutdown_listener(self._on_shutdown)
+        output.add_wait_listener(self._on_wait)
         shell.events.register("pre_run_cell", self._before_cell)
 
     def _before_cell(self, *args) -> None:
@@ -75,11 +76,16 @@ class ShoalMagics(Magics):
         except ValueError:
             pass
         output.remove_shutdown_listener(self._on_shutdown)
+        output.remove_wait_listener(self._on_wait)
         self._stop_watching("the shoal extension was unloaded")
         self._actors.clear()
 
     def _on_shutdown(self) -> None:
         self._cluster_was_shut_down = True
+
+    def _on_wait(self, info):
+        # The watcher of now: `%shoal shutdown` starts a new one.
+        return self._watcher.on_wait(info)
 
     def _stop_watching(self, reason: str) -> None:
         self._watcher.close()

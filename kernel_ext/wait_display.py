@@ -1,15 +1,17 @@
 """A progress bar in the cell while it blocks in `shoal.get`/`shoal.wait` or a `%%remote` cell.
 
 Owns the kernel side of the runtime's wait hook (`shoal.util.output.add_wait_listener`):
-deciding which waits deserve a bar, showing it once the wait has lasted `DELAY_S`, updating it,
-and, when the wait ends, blanking it and showing a static summary line after whatever the cell
-printed meanwhile (so the summary ends the cell's output, as its last word). Installed by
-`%load_ext shoal` only inside an ipykernel; never shown when `SHOAL_NONINTERACTIVE=1`.
+deciding which waits deserve a bar and showing it once the wait has lasted `DELAY_S`. The bar
+is a `WaitProgress`, a `LiveView`: the refresher keeps it current, and when the wait ends its
+place is left empty and its static summary line follows whatever the cell printed meanwhile
+(so the summary ends the cell's output, as its last word). Installed by `%load_ext shoal` only
+inside an ipykernel; never shown when `SHOAL_NONINTERACTIVE=1`.
 
-    cell thread: get/wait ──listener(info)──▶ WaitDisplays.add ──▶ _PendingWait (nothing drawn)
-    shoal-widgets-refresher ──_refresh──▶ tick(now): after DELAY_S show the widget, then update
+    cell thread: get/wait ──listener(info)──▶ WaitDisplays.on_wait ──▶ _PendingWait (nothing drawn)
+    shoal-widgets-refresher ──_refresh──▶ tick(now): after DELAY_S show a WaitProgress
+    shoal-widgets-refresher ──WaitProgress._refresh──▶ the bar redrawn from info.ready_count()
     cell thread: get/wait returns/raises ──finish(outcome)──▶ before_summary() (unfinished
-        output lines go out) ──▶ widget blanked, summary line shown at the end of the cell
+        output lines go out) ──▶ WaitProgress.finish: place emptied, summary shown at the end
 
 No thread of its own: the widgets' one refresher thread does the drawing. ipywidgets is imported
 only when a bar is first shown. A wait qualifies when it is on the kernel's main thread (the
@@ -24,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from shoal.util import output
 from shoal.widgets import refresher
@@ -52,36 +55,21 @@ def labelled(label: str):
         _label = previous
 
 
-_BLANK = {"text/plain": ""}
+class _WaitView(Protocol):
+    """What WaitDisplays shows for a wait: a `WaitProgress`, or a test's fake."""
+
+    def finish(self, outcome: str, ready: int, elapsed_s: float) -> None: ...
 
 
-class _NotebookView:
-    """The widget for one wait: displayed with a display id, so it can be blanked at the end."""
+def _show_bar(info, label: str | None) -> _WaitView:
+    """The bar of one wait, displayed (a `LiveView`: the refresher keeps it current, and its
+    `finish` leaves the summary line after the cell's output)."""
+    from IPython.display import display
+    from shoal.widgets.progress import WaitProgress
 
-    def __init__(self, info, label: str | None, display: Callable | None = None) -> None:
-        from shoal.widgets.progress import WaitProgress
-
-        if display is None:
-            from IPython.display import display
-        description = label or f"shoal.{info.kind}"
-        self.widget = WaitProgress(info.total, info.num_returns, description, elapsed_only=label is not None)
-        self._display = display
-        self.handle = display(self.widget, display_id=True)
-
-    def update(self, ready: int, elapsed_s: float) -> None:
-        self.widget.update(ready, elapsed_s)
-
-    def finish(self, outcome: str, ready: int, elapsed_s: float) -> None:
-        summary = self.widget.summary(outcome, ready, elapsed_s)
-        try:
-            if self.handle is not None:
-                # Output the cell printed after the bar appeared sits below it: the summary goes
-                # after that output, and the bar's place is left empty (a saved notebook keeps
-                # no widget).
-                self.handle.update(_BLANK, raw=True)
-            self._display(summary)
-        finally:
-            self.widget.close()
+    view = WaitProgress(info, label or f"shoal.{info.kind}", elapsed_only=label is not None)
+    display(view)
+    return view
 
 
 class _PendingWait:
@@ -92,7 +80,7 @@ class _PendingWait:
     def __init__(self, info, label: str | None) -> None:
         self.info = info
         self.label = label
-        self.view: _NotebookView | None = None  # or what WaitDisplays' view_factory makes
+        self.view: _WaitView | None = None  # once shown
         self.finished = False
 
 
@@ -102,7 +90,8 @@ class WaitDisplays:
     Args:
         delay_s: how long a wait runs before its bar appears.
         min_refs: the fewest refs a plain get/wait must wait for to get a bar.
-        view_factory: `view_factory(info, label)` makes the drawn view (tests pass a fake).
+        view_factory: `view_factory(info, label)` makes and displays the view, which has
+            `finish(outcome, ready, elapsed_s)` (a `WaitProgress` unless a test passes a fake).
         linger_s: how long to stay registered with the refresher after the last wait.
         before_summary: called before a shown bar's summary line (the output router's flush of
             unfinished lines, so they come before it).
@@ -112,14 +101,14 @@ class WaitDisplays:
         self,
         delay_s: float = DELAY_S,
         min_refs: int = MIN_REFS,
-        view_factory: Callable | None = None,
+        view_factory: Callable[..., _WaitView] | None = None,
         linger_s: float = LINGER_S,
         before_summary: Callable[[], None] | None = None,
     ) -> None:
         self.delay_s = delay_s
         self.min_refs = min_refs
         self.linger_s = linger_s
-        self._view_factory = view_factory or _NotebookView
+        self._view_factory = view_factory or _show_bar
         self._before_summary = before_summary
         self._lock = threading.RLock()
         self._waits: list[_PendingWait] = []
@@ -184,23 +173,16 @@ class WaitDisplays:
     # ----------------------------------------------------------- on the refresher thread
 
     def tick(self, now: float) -> None:
-        """Show the bars of waits older than the delay and update those shown."""
+        """Show the bars of waits older than the delay (a shown bar keeps itself current)."""
         with self._lock:
             for wait in list(self._waits):
-                elapsed_s = now - wait.info.started_at
-                if wait.view is None:
-                    if elapsed_s < self.delay_s:
-                        continue
-                    try:
-                        wait.view = self._view_factory(wait.info, wait.label)
-                    except Exception:
-                        logger.warning("showing the shoal wait progress bar failed", exc_info=True)
-                        self._waits.remove(wait)
-                        continue
+                if wait.view is not None or now - wait.info.started_at < self.delay_s:
+                    continue
                 try:
-                    wait.view.update(_ready(wait.info), elapsed_s)
+                    wait.view = self._view_factory(wait.info, wait.label)
                 except Exception:
-                    logger.debug("updating the shoal wait progress bar failed", exc_info=True)
+                    logger.warning("showing the shoal wait progress bar failed", exc_info=True)
+                    self._waits.remove(wait)
             if not self._waits and now - self._last_active > self.linger_s:
                 refresher.unregister(self)
 

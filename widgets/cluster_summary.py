@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 GIB = 1024**3
 TASK_WORDS = ("pending", "running", "finished", "failed", "cancelled")
 ACTOR_WORDS = ("starting", "alive", "dead")
-RATE_SAMPLES = 60  # the sparkline covers about a minute at one refresh a second
+RATE_SAMPLES = 24  # the sparkline covers the last 24 s at one refresh a second, 5 px a column
 
 _BAR_COLOURS = {"CPU": "#1e88e5", "GPU": "#8e24aa", "memory": "#00897b", "object store": "#f4511e"}
+_SPARK_COLOUR, _SPARK_IDLE, _SPARK_TRACK = "#1e88e5", "#b0bec5", "#e8eef4"
 _WORD_COLOURS = {"running": "#1e88e5", "finished": "#2e7d32", "failed": "#c62828", "cancelled": "#757575"}
 
 
@@ -223,17 +224,28 @@ def _meter(name: str, pair: tuple[float, float]) -> str:
 
 
 def render_sparkline(rates: Sequence[float], width: int = 120, height: int = 20) -> str:
-    """An inline SVG line of tasks per second over the last samples."""
-    values = list(rates) or [0.0]
-    top = max(max(values), 1.0)
-    step = width / max(len(values) - 1, 1)
-    points = " ".join(
-        f"{i * step:.1f},{height - 1 - (value / top) * (height - 2):.1f}" for i, value in enumerate(values)
-    )
+    """Tasks finished per second as a column chart on a light track: one column per sample, the
+    newest on the right, RATE_SAMPLES of them across. A single sample shows, and a sample with no
+    tasks is a thin grey tick. Plain HTML (spans with inline styles), not SVG: JupyterLab's
+    sanitizer strips SVG from the outputs of a notebook it does not trust, as a cloned one."""
+    values = list(rates)[-RATE_SAMPLES:]
+    top = max(values, default=0.0)
+    column = width / RATE_SAMPLES
+    bars = []
+    for index, value in enumerate(values):
+        x = width - (len(values) - index) * column
+        bar_height = 1.0 if value <= 0 or top <= 0 else max(2.0, (value / top) * (height - 4))
+        colour = _SPARK_COLOUR if value > 0 else _SPARK_IDLE
+        bars.append(
+            f"<span class='shoal-rate-bar' style='position:absolute;left:{x:.1f}px;bottom:2px;"
+            f"width:{max(column - 1, 1):.1f}px;height:{bar_height:.1f}px;background:{colour}'></span>"
+        )
+    span = f"last {len(values)} s" if values else "no samples yet"
     return (
-        f"<svg class='shoal-sparkline' width='{width}' height='{height}' style='vertical-align:middle'>"
-        f"<title>tasks per second, last {len(values)} s (peak {top:.1f})</title>"
-        f"<polyline points='{points}' fill='none' stroke='#1e88e5' stroke-width='1.5'/></svg>"
+        f"<span class='shoal-sparkline' title='tasks finished per second, {span} (peak {top:.1f})' "
+        f"style='display:inline-block;position:relative;width:{width}px;height:{height}px;"
+        f"background:{_SPARK_TRACK};border-radius:3px;vertical-align:middle;overflow:hidden'>"
+        f"{''.join(bars)}</span>"
     )
 
 

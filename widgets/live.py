@@ -3,11 +3,12 @@
 A live view is drawn by the kernel's one refresher thread while it is live, and when it stops
 (its work is done, the cluster shuts down, or it is closed) its output is replaced by a static
 summary, HTML and text, so a saved notebook shows the last state without a widget manager.
-Subclasses say what to read and how it looks; they never display, register or stop themselves.
+Subclasses say what to read and how it looks; they never display or register themselves.
 
     display ──_ipython_display_──▶ cell output: widget view + text/html + text/plain (display id)
     shoal-widgets-refresher ──_refresh(snapshot)──▶ _poll ──▶ body HTML widget redrawn
     done / shoal.shutdown() begins / close() ──_stop──▶ update_display: text/html + text/plain
+    a wait's end, in its cell ──_stop_locked(after_output)──▶ update_display: empty; display: summary
 
 With `SHOAL_NONINTERACTIVE=1` (or `live=False`) a view reads once and displays only the static
 summary; in a terminal its repr is the text summary.
@@ -19,20 +20,17 @@ import html
 import logging
 import threading
 import weakref
-from collections import deque
 
 import ipywidgets
 
-from . import refresher
+from . import final_states, refresher
 
 logger = logging.getLogger(__name__)
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_EMPTY = {"text/plain": ""}  # a view's place once its summary went below the cell's output
 
 _views: weakref.WeakSet = weakref.WeakSet()  # views not yet stopped, for the shutdown listener
-# Summaries already shown in place of a view: sent again as shutdown begins, for frontends that
-# hear display updates only while a cell runs (nbclient), should a view have stopped between cells.
-_summaries: deque = deque(maxlen=100)
 _listening = False
 _views_lock = threading.Lock()
 
@@ -44,7 +42,9 @@ class LiveView(ipywidgets.VBox):
     `_render_text` (the current state; the static summary is the same drawing without the
     controls), and may override `_poll_now` (a direct read, for the first drawing),
     `_poll_final` (the last read, as shutdown begins), `_finished` (the work is done: stop),
-    `_controls` (buttons shown while live) and `_on_stop`.
+    `_controls` (buttons shown while live) and `_on_stop`. A view whose work ends in its own
+    cell (a wait's bar) stops with `_stop_locked(ended, after_output=True)`, so its summary
+    follows what the cell printed meanwhile.
 
     Args:
         live: refresh on the refresher thread; None (default) means "unless non-interactive".
@@ -150,7 +150,11 @@ class LiveView(ipywidgets.VBox):
         with self._lock:
             self._stop_locked(ended)
 
-    def _stop_locked(self, ended: str) -> None:
+    def _stop_locked(self, ended: str, after_output: bool = False) -> None:
+        """Stop; the summary replaces the view, or, with `after_output`, the view's place is left
+        empty and the summary is displayed anew, as the newest output of the cell running now:
+        only for a view whose work ends in its own cell, on that cell's thread (a wait's bar),
+        so the summary comes after what the cell printed while the view was live."""
         if self._stopped:
             return
         self._stopped = True
@@ -162,10 +166,21 @@ class LiveView(ipywidgets.VBox):
         self._on_stop()
         bundle = self.static_bundle()
         handles, self._handles = self._handles, []
-        for handle in handles:
-            _show_summary(handle, bundle)
-            with _views_lock:
-                _summaries.append((handle, bundle))
+        if after_output and handles:
+            from IPython.display import display
+
+            # Sent while the view's own cell runs, so no re-send at shutdown is needed.
+            for handle in handles:
+                _show_summary(handle, _EMPTY)
+            try:
+                display(bundle, raw=True)
+            except Exception:
+                logger.debug("showing a live view's summary after its cell's output failed", exc_info=True)
+        else:
+            for handle in handles:
+                _show_summary(handle, bundle)
+                # A view may stop between cells: sent again as shutdown begins (final_states).
+                final_states.remember(handle, bundle)
         if handles:
             # Its outputs now hold the summary: the widget has nothing left to show.
             self._close_widgets()
@@ -240,10 +255,6 @@ def _show_summary(handle, bundle: dict) -> None:
 def _shutdown_begins() -> None:
     with _views_lock:
         views = list(_views)
-        summaries = list(_summaries)
-        _summaries.clear()
-    for handle, bundle in summaries:
-        _show_summary(handle, bundle)
     for view in views:
         try:
             view._shutdown_begins()

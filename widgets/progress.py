@@ -1,15 +1,16 @@
 """`ProgressBar` and `track`: how many of a list of ObjectRefs are ready; `WaitProgress`: the
 bar of a cell blocked in `shoal.get`/`shoal.wait` (drawn by the kernel extension).
 
-A ProgressBar is a `LiveView`: the refresher thread polls `shoal.wait(refs, timeout=0)`, and
-once every ref is ready (or the cluster shuts down) its output becomes a static summary line.
+Both are `LiveView`s. A ProgressBar's refresher polls `shoal.wait(refs, timeout=0)`, and once
+every ref is ready (or the cluster shuts down) its output becomes a static summary line. A
+WaitProgress reads its wait's ready count; when the wait ends its summary line ends the cell.
 """
 
 from __future__ import annotations
 
 import html
-
-import ipywidgets
+import time
+from collections.abc import Callable
 
 from .live import LiveView
 
@@ -20,8 +21,8 @@ def render_progress_text(description: str, ready: int, total: int) -> str:
     return f"{description}: {ready}/{total} ready"
 
 
-def render_progress_html(description: str, ready: int, total: int) -> str:
-    """A labelled bar: `tasks [=====     ] 10/20 ready (50%)`."""
+def render_progress_html(description: str, ready: int, total: int, detail: str = "") -> str:
+    """A labelled bar: `tasks [=====     ] 10/20 ready (50%)`, then `detail`."""
     percent = 100.0 * ready / total if total else 100.0
     colour = "#2e7d32" if ready >= total else "#1e88e5"
     return (
@@ -31,7 +32,7 @@ def render_progress_html(description: str, ready: int, total: int) -> str:
         "vertical-align:middle;overflow:hidden'>"
         f"<span class='shoal-fill' style='display:block;height:100%;width:{percent:.0f}%;background:{colour}'>"
         "</span></span> "
-        f"<span class='shoal-progress-text'>{ready}/{total} ready ({percent:.0f}%)</span></div>"
+        f"<span class='shoal-progress-text'>{ready}/{total} ready ({percent:.0f}%){html.escape(detail)}</span></div>"
     )
 
 
@@ -99,62 +100,87 @@ def track(refs, description: str = "tasks") -> ProgressBar:
     return bar
 
 
-class WaitProgress(ipywidgets.HBox):
+class WaitProgress(LiveView):
     """What a notebook cell shows while it blocks in `shoal.get`/`shoal.wait` (kernel extension).
 
     Waits on several refs show `ready/total` as a bar; a `%%remote` cell (`elapsed_only`) shows
-    how long it has run. `summary()` is the static line that replaces the widget when the wait
-    ends, so a saved notebook keeps the outcome without the widget.
+    how long it has run. The refresher reads the wait's progress; `finish` (the wait ended, on
+    the cell's thread) stops the view: its place is left empty and its static summary, such as
+    `shoal.get: 8/8 ready, finished after 3.2 s`, is the cell's last output, after whatever the
+    cell printed while it waited.
 
     Args:
-        total: how many refs the wait is on.
-        num_returns: how many must be ready for it to return (`total` for a get).
+        info: the wait, as the runtime's wait listener sees it (`shoal.util.output.WaitInfo`:
+            `total`, `num_returns`, `started_at` and `ready_count()`).
         description: the text before the bar, such as "shoal.get" or "%%remote".
         elapsed_only: show elapsed time and no bar.
+        clock: monotonic seconds, the clock `info.started_at` is on (tests pass their own).
+        live: refresh on the refresher thread; None (default) means "unless non-interactive".
     """
 
-    def __init__(self, total: int, num_returns: int, description: str, elapsed_only: bool = False, **kwargs):
-        self.total = total
-        self.num_returns = num_returns
+    def __init__(
+        self,
+        info,
+        description: str,
+        elapsed_only: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
+        **kwargs,
+    ):
+        self.info = info
+        self.total = info.total
+        self.num_returns = info.num_returns
         self.description = description
         self.elapsed_only = elapsed_only
         self.ready = 0
         self.elapsed_s = 0.0
-        self._bar = ipywidgets.IntProgress(value=0, min=0, max=max(total, 1), description=description)
-        self._label = ipywidgets.Label(value=self._text())
-        children = [self._label] if elapsed_only else [self._bar, self._label]
-        super().__init__(children=children, **kwargs)
-        self._draw()
+        self.outcome: str | None = None  # how the wait ended; None while it runs
+        self._clock = clock
+        super().__init__(live=live, **kwargs)
 
-    def update(self, ready: int, elapsed_s: float) -> None:
-        self.ready, self.elapsed_s = ready, elapsed_s
-        self._draw()
+    def finish(self, outcome: str, ready: int, elapsed_s: float) -> None:
+        """The wait ended with `outcome` ("done", "error", "timeout", "interrupted", "closed"):
+        stop, and show the summary after the cell's output. Call it on the cell's thread."""
+        with self._lock:
+            if self._stopped:
+                return
+            self.outcome, self.ready, self.elapsed_s = outcome, ready, elapsed_s
+            self._stop_locked("", after_output=True)
 
-    def _draw(self) -> None:
-        self._bar.value = min(self.ready, self._bar.max)
-        self._label.value = self._text()
+    def _poll(self, snapshot: dict | None) -> None:
+        if self.outcome is not None:
+            return
+        try:
+            self.ready = self.info.ready_count()
+        except Exception:  # the client closed under us: keep the last count
+            pass
+        self.elapsed_s = max(0.0, self._clock() - self.info.started_at)
 
-    def _text(self) -> str:
+    def _render_text(self) -> str:
+        if self.outcome is not None:
+            return self._summary_text(self.outcome)
         if self.elapsed_only:
             return f"{self.description}: running for {self.elapsed_s:.0f} s"
-        text = f"{self.ready}/{self.total} ready"
-        if self.num_returns < self.total:
-            text += f" (waiting for {self.num_returns})"
-        return f"{text}, {self.elapsed_s:.0f} s"
+        return f"{self.description}: {self.ready}/{self.total} ready{self._detail()}"
 
-    def summary(self, outcome: str, ready: int, elapsed_s: float) -> WaitSummary:
-        """The static line for a wait that ended with `outcome` ("done", "error", ...)."""
+    def _render_html(self) -> str:
+        if self.outcome is not None:
+            colour = "#2e7d32" if self.outcome == "done" else "#c62828"
+            text = html.escape(self._summary_text(self.outcome))
+            return f"<div class='shoal-wait' style='{_STYLE};color:{colour}'>{text}</div>"
         if self.elapsed_only:
-            what = f"{self.description}: {_OUTCOME_WORDS.get(outcome, outcome)} after {elapsed_s:.1f} s"
-        else:
-            what = (
-                f"{self.description}: {ready}/{self.total} ready, "
-                f"{_OUTCOME_WORDS.get(outcome, outcome)} after {elapsed_s:.1f} s"
-            )
-        return WaitSummary(what, outcome)
+            return f"<div class='shoal-progress' style='{_STYLE}'>{html.escape(self._render_text())}</div>"
+        return render_progress_html(self.description, self.ready, self.total, detail=self._detail())
 
-    def __repr__(self) -> str:
-        return f"{self.description}: {self._text()}" if not self.elapsed_only else self._text()
+    def _detail(self) -> str:
+        waiting = f" (waiting for {self.num_returns})" if self.num_returns < self.total else ""
+        return f"{waiting}, {self.elapsed_s:.0f} s"
+
+    def _summary_text(self, outcome: str) -> str:
+        words = _OUTCOME_WORDS.get(outcome, outcome)
+        if self.elapsed_only:
+            return f"{self.description}: {words} after {self.elapsed_s:.1f} s"
+        return f"{self.description}: {self.ready}/{self.total} ready, {words} after {self.elapsed_s:.1f} s"
 
 
 _OUTCOME_WORDS = {
@@ -164,18 +190,3 @@ _OUTCOME_WORDS = {
     "interrupted": "interrupted",
     "closed": "stopped watching",
 }
-
-
-class WaitSummary:
-    """A finished wait, as one static line (text and HTML)."""
-
-    def __init__(self, text: str, outcome: str) -> None:
-        self.text = text
-        self.outcome = outcome
-
-    def __repr__(self) -> str:
-        return self.text
-
-    def _repr_html_(self) -> str:
-        color = "#2e7d32" if self.outcome == "done" else "#c62828"
-        return f"<div class='shoal-wait' style='color:{color}'>{html.escape(self.text)}</div>"

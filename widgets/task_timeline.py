@@ -1,5 +1,5 @@
-"""How a `TaskView` draws recent tasks: a table, and an SVG timeline of what ran on which worker,
-with a time axis, a legend by function and hover details (name, duration, worker, state).
+"""How a `TaskView` draws recent tasks: a table, and a timeline of what ran on which worker, with
+a time axis, a legend by function and hover details (name, duration, worker, state).
 
 Pure: takes task rows from `shoal.util.state.list_tasks` and `now_ms` for tasks still running.
 """
@@ -97,11 +97,15 @@ def _hover(row: dict, now_ms: int) -> str:
 
 
 def render_timeline(rows: list[dict], now_ms: int) -> str:
-    """Inline SVG: one row per worker pid, one bar per started task, coloured by function, on a
-    time axis in seconds from the first start; hovering a bar shows its details."""
+    """One row per worker pid, one bar per started task, coloured by function, on a time axis in
+    seconds from the first start; hovering a bar shows its details (its title).
+
+    Flat HTML: absolutely placed spans with inline styles inside one div (no SVG, which
+    JupyterLab's sanitizer strips from the outputs of a notebook it does not trust, as a cloned
+    one; no nested div, so the drawing is one `<div class='shoal-timeline'>...</div>`)."""
     started = [row for row in rows if row.get("start_time_ms") and row.get("worker_pid") is not None]
     if not started:
-        return "<svg class='shoal-timeline' width='0' height='0'></svg>"
+        return "<div class='shoal-timeline'></div>"
     colours = function_colours(started)
     pids = sorted({row["worker_pid"] for row in started})
     begin = min(row["start_time_ms"] for row in started)
@@ -109,45 +113,49 @@ def render_timeline(rows: list[dict], now_ms: int) -> str:
     span = max(end - begin, 1)
     scale = PLOT_WIDTH / span
     plot_height = ROW_HEIGHT * len(pids)
+    bar_height = ROW_HEIGHT - 6
     parts = [
-        f"<svg class='shoal-timeline' xmlns='http://www.w3.org/2000/svg' width='{LABEL_WIDTH + PLOT_WIDTH + 10}' "
-        f"height='{plot_height + AXIS_HEIGHT}' font-family='sans-serif' font-size='11'>"
+        f"<div class='shoal-timeline' style='position:relative;width:{LABEL_WIDTH + PLOT_WIDTH + 10}px;"
+        f"height:{plot_height + AXIS_HEIGHT}px;font-family:sans-serif;font-size:11px;line-height:{bar_height}px'>"
     ]
     for index, pid in enumerate(pids):
         y = index * ROW_HEIGHT
-        parts.append(f"<g class='shoal-worker' data-worker-pid='{pid}'>")
-        parts.append(f"<text x='0' y='{y + ROW_HEIGHT - 6}' fill='#555'>worker {pid}</text>")
+        parts.append(
+            f"<span class='shoal-worker' data-worker-pid='{pid}' style='position:absolute;left:0;top:{y + 3}px;"
+            f"color:#555'>worker {pid}</span>"
+        )
         for row in started:
             if row["worker_pid"] != pid:
                 continue
             x = LABEL_WIDTH + (row["start_time_ms"] - begin) * scale
             width = max(((row.get("end_time_ms") or now_ms) - row["start_time_ms"]) * scale, 1.5)
-            failed = row_word(row) in ("failed", "cancelled")
-            stroke = f" stroke='{_FAILED_STROKE}' stroke-width='1.5'" if failed else ""
-            opacity = " fill-opacity='0.55'" if row_word(row) == "running" else ""
-            parts.append(
-                f"<rect class='shoal-task' data-task-id='{html.escape(str(row.get('task_id')))}' "
-                f"data-function='{html.escape(task_name(row))}' x='{x:.1f}' y='{y + 3}' width='{width:.1f}' "
-                f"height='{ROW_HEIGHT - 6}' rx='2' fill='{colours[task_name(row)]}'{opacity}{stroke}>"
-                f"<title>{html.escape(_hover(row, now_ms))}</title></rect>"
+            word = row_word(row)
+            border = (
+                f"border:1.5px solid {_FAILED_STROKE};box-sizing:border-box;" if word in ("failed", "cancelled") else ""
             )
-        parts.append("</g>")
+            opacity = "opacity:0.55;" if word == "running" else ""
+            parts.append(
+                f"<span class='shoal-task' data-task-id='{html.escape(str(row.get('task_id')))}' "
+                f"data-function='{html.escape(task_name(row))}' title='{html.escape(_hover(row, now_ms))}' "
+                f"style='position:absolute;left:{x:.1f}px;top:{y + 3}px;width:{width:.1f}px;height:{bar_height}px;"
+                f"border-radius:2px;{border}{opacity}background:{colours[task_name(row)]}'></span>"
+            )
     axis_y = plot_height + 2
     parts.append(
-        f"<g class='shoal-axis'><line x1='{LABEL_WIDTH}' y1='{axis_y}' x2='{LABEL_WIDTH + PLOT_WIDTH}' "
-        f"y2='{axis_y}' stroke='#999'/>"
+        f"<span class='shoal-axis' style='position:absolute;left:{LABEL_WIDTH}px;top:{axis_y}px;"
+        f"width:{PLOT_WIDTH}px;height:0;border-top:1px solid #999'></span>"
     )
     step = _tick_step_ms(span)
     tick = 0.0
     while tick <= span + 1e-9:
         x = LABEL_WIDTH + tick * scale
         parts.append(
-            f"<line x1='{x:.1f}' y1='{axis_y}' x2='{x:.1f}' y2='{axis_y + 4}' stroke='#999'/>"
-            f"<text class='shoal-tick' x='{x:.1f}' y='{axis_y + 16}' text-anchor='middle' fill='#555'>"
-            f"{_tick_label(tick, step)}</text>"
+            f"<span style='position:absolute;left:{x:.1f}px;top:{axis_y}px;height:4px;border-left:1px solid #999'>"
+            f"</span><span class='shoal-tick' style='position:absolute;left:{x - 25:.1f}px;top:{axis_y + 5}px;"
+            f"width:50px;text-align:center;color:#555'>{_tick_label(tick, step)}</span>"
         )
         tick += step
-    parts.append("</g></svg>")
+    parts.append("</div>")
     return "".join(parts)
 
 

@@ -58,6 +58,27 @@ def test_first_use_starts_the_cluster_and_shutdown_stops_it(loaded):
     assert not shoal.is_initialized()
 
 
+def test_after_shoal_shutdown_a_get_still_delivers_async_cells_and_unload_leaves_no_listener(loaded):
+    from shoal._core import session
+    from shoal.kernel_ext.async_cells import AsyncCellWatcher
+    from shoal.kernel_ext.magics import ShoalMagics
+
+    def magics_listeners() -> list:
+        owners = [getattr(listener, "__self__", None) for listener in session.hooks.wait_listeners]
+        return [owner for owner in owners if isinstance(owner, (ShoalMagics, AsyncCellWatcher))]
+
+    loaded.run_line_magic("shoal", "init --num-cpus 1")
+    loaded.run_line_magic("shoal", "shutdown")  # the magics start a new async cell watcher
+    loaded.user_ns.update(shoal=shoal, after_restart=None)
+    loaded.run_cell_magic("remote", "--async", "import time\ntime.sleep(0.3)\nafter_restart = 1\n")
+    result = loaded.run_cell("shoal.get(_remote)\nseen_after_restart = after_restart")
+    assert result.success and loaded.user_ns["seen_after_restart"] == 1, "the new watcher hears the get"
+    assert len(magics_listeners()) == 1
+    loaded.run_line_magic("unload_ext", "shoal")
+    assert magics_listeners() == []
+    loaded.run_line_magic("load_ext", "shoal")
+
+
 def test_async_cell_then_unload_stops_the_watcher(loaded):
     loaded.run_cell_magic("remote", "--async --no-push", "import time\ntime.sleep(0.5)\n")
     loaded.run_line_magic("unload_ext", "shoal")

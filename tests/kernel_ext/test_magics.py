@@ -237,6 +237,60 @@ def test_finished_async_cell_names_are_in_place_before_the_next_cell(shell):
     assert result.success and shell.user_ns["seen"] == 7
 
 
+def test_a_get_of_the_async_value_is_followed_by_the_cells_names(shell):
+    """`shoal.get(_remote)` returns once the names are written back: in the same cell, the next
+    line sees them, even when loading them takes the watcher thread a while (`slow` unpickles
+    by sleeping)."""
+    shell.user_ns.pop("written_after", None)
+    cell(
+        shell,
+        "--async",
+        "import time\n"
+        "class SlowToLoad:\n"
+        "    def __reduce__(self):\n"
+        "        return (time.sleep, (0.5,))\n"
+        "time.sleep(0.3)\n"
+        "slow = SlowToLoad()\n"
+        "written_after = 7\n",
+    )
+    shell.user_ns["shoal"] = shoal
+    result = shell.run_cell("shoal.get(_remote)\nseen = written_after")
+    assert result.success and shell.user_ns["seen"] == 7
+
+
+def test_the_next_cell_waits_for_a_push_the_watcher_thread_began(shell):
+    """`deliver_ready` (run before each cell) returns only once a push in progress on the
+    watcher thread is done, so the cell sees every name of a finished async cell."""
+    import threading
+
+    from shoal.kernel_ext.async_cells import AsyncCellWatcher
+
+    watcher = AsyncCellWatcher()
+    pushing, release, pushed, seen = threading.Event(), threading.Event(), [], []
+
+    def on_ready(ref):
+        pushing.set()
+        release.wait(10)
+        pushed.append(ref)
+
+    def before_next_cell():
+        watcher.deliver_ready()
+        seen.append(list(pushed))
+
+    try:
+        watcher.watch(shoal.put(1), on_ready)
+        assert pushing.wait(10), "the watcher thread never delivered"
+        next_cell = threading.Thread(target=before_next_cell)
+        next_cell.start()
+        next_cell.join(0.3)  # time for a deliver_ready that does not wait to return (wrongly)
+        release.set()
+        next_cell.join(10)
+        assert len(pushed) == 1 and seen == [pushed]
+    finally:
+        release.set()
+        watcher.close()
+
+
 def test_async_watcher_thread_ends_when_idle(shell):
     import threading
 

@@ -1,4 +1,5 @@
-"""`make lab` starts JupyterLab, as root too: its own recipe, run through make, answers over HTTP.
+"""`make lab` starts JupyterLab, as root too: its own recipe, run through make, answers over HTTP,
+with the venv's lab settings (widget state saved with notebooks).
 
 Only lab's command line runs: VENV points make at the environment running this test and
 `VENV_STAMP=` drops the venv prerequisite, so make builds nothing. LAB_ARGS adds what a test
@@ -101,6 +102,13 @@ def test_make_lab_serves_jupyterlab(tmp_path):
             status, page = response.status, response.read().decode(errors="replace")
         assert status == 200, describe()
         assert "<title>JupyterLab</title>" in page, page[:2000]
+        # The venv's lab settings: widget state is saved with a notebook (a live view reopens).
+        settings_url = f"http://127.0.0.1:{info['port']}/lab/api/settings/@jupyter-widgets/jupyterlab-manager:plugin"
+        with opener.open(f"{settings_url}?token={token}", timeout=HTTP_TIMEOUT_S) as response:
+            widget_settings = json.loads(response.read())
+        # The server sends the schema with the overridden default; the page merges it with the user's settings.
+        assert widget_settings["schema"]["properties"]["saveState"]["default"] is True, widget_settings
+        assert widget_settings["settings"].get("saveState", True) is True, widget_settings
         assert info["root_dir"] == str(REPO_ROOT / "notebooks"), info
     finally:
         _stop_group(make)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -91,7 +92,40 @@ def test_task_rate_is_tasks_done_per_second_between_samples():
     for now_s, done in ((0.0, 0), (1.0, 4), (3.0, 10), (3.0, 99), (4.0, 10), (5.0, 11)):
         rate.add(now_s, done)
     assert rate.rates == (3.0, 0.0, 1.0)  # a repeated time is ignored; only the last 3 are kept
-    assert render_sparkline(rate.rates).count("<polyline") == 1
+    assert render_sparkline(rate.rates).count("class='shoal-rate-bar'") == 3
+
+
+def _styles(markup: str, css_class: str) -> list[dict]:
+    """The inline style of each element of `css_class`, as {property: value}."""
+    styles = re.findall(rf"class='{css_class}'[^>]*style='([^']*)'", markup)
+    return [dict(item.split(":", 1) for item in style.split(";") if item) for style in styles]
+
+
+def _px(value: str) -> float:
+    assert value.endswith("px"), value
+    return float(value[:-2])
+
+
+def test_the_sparkline_shows_from_its_first_sample():
+    (bar,) = _styles(render_sparkline((22.2,), width=120, height=20), "shoal-rate-bar")
+    assert _px(bar["height"]) == 16.0 and _px(bar["width"]) >= 4, "the peak: the track's height"
+    assert 115 <= _px(bar["left"]) and _px(bar["left"]) + _px(bar["width"]) <= 120, "the newest sample on the right"
+    assert bar["background"] == "#1e88e5"
+    idle, busy = _styles(render_sparkline((0.0, 4.0)), "shoal-rate-bar")
+    assert _px(idle["height"]) == 1.0 and idle["background"] != busy["background"], "no tasks: a grey tick"
+    assert _px(idle["left"]) < _px(busy["left"])
+    (track,) = _styles(render_sparkline(()), "shoal-sparkline")
+    assert (track["width"], track["height"]) == ("120px", "20px") and track["background"], "a track before samples"
+
+
+def test_drawings_are_html_a_sanitizer_keeps():
+    """JupyterLab strips SVG (and scripts) from the outputs of an untrusted notebook, such as a
+    tutorial as cloned: the views' drawings use only spans and divs with inline styles."""
+    rows = [_task("t1", 11, 1000, 1500), _task("t2", 12, 1100, 1300, name="g")]
+    summary = summarize(SNAPSHOT, [NODE_ROW])
+    for markup in (render_html(summary, rates=(0.5, 4.0)), render_timeline(rows, now_ms=2000), render_legend(rows)):
+        tags = set(re.findall(r"<(\w+)", markup))
+        assert tags <= {"div", "span", "b", "table", "tr", "td"}, tags
 
 
 def test_task_table_escapes_names_and_shows_duration():
@@ -108,17 +142,22 @@ def test_timeline_has_a_row_per_pid_a_bar_per_started_task_and_a_time_axis():
         _task("t3", 11, 1600, 1700),
         _task("t4", None, None, None, state="PENDING_NODE_ASSIGNMENT"),
     ]
-    svg = render_timeline(rows, now_ms=2000)
-    assert svg.count("class='shoal-worker'") == 2
-    assert svg.count("class='shoal-task'") == 3
-    assert "data-worker-pid='11'" in svg and "data-task-id='t2'" in svg
+    timeline = render_timeline(rows, now_ms=2000)
+    assert timeline.count("class='shoal-worker'") == 2
+    assert timeline.count("class='shoal-task'") == 3
+    assert "data-worker-pid='11'" in timeline and "data-task-id='t2'" in timeline
+    assert timeline.count("<div") == 1, "one drawing, nothing nested to cut it short"
     # 1 s from first start to now: ticks every 0.2 s, labelled from 0
-    ticks = [part.split(">")[1] for part in svg.split("<text class='shoal-tick'")[1:]]
-    assert [tick.split("<")[0] for tick in ticks] == ["0.0 s", "0.2 s", "0.4 s", "0.6 s", "0.8 s", "1.0 s"]
+    ticks = re.findall(r"class='shoal-tick'[^>]*>([^<]*)<", timeline)
+    assert ticks == ["0.0 s", "0.2 s", "0.4 s", "0.6 s", "0.8 s", "1.0 s"]
     # hovering a bar: name, duration, worker, state
-    assert "<title>g\nduration 0.900 s\nworker pid 12\nstate running</title>" in svg
-    colours = {part.split("fill='")[1][:7] for part in svg.split("<rect")[1:]}
-    assert len(colours) == 2  # a colour per function
+    assert "title='g\nduration 0.900 s\nworker pid 12\nstate running'" in timeline
+    bars = _styles(timeline, "shoal-task")
+    assert len({bar["background"] for bar in bars}) == 2  # a colour per function
+    t1, t3, t2 = bars  # worker 11's, then worker 12's
+    assert _px(t1["left"]) == 90.0 and _px(t1["width"]) == 300.0, "from 0 to 0.5 s of 1 s, on 600 px"
+    assert _px(t3["left"]) == 90.0 + 360.0 and _px(t2["top"]) > _px(t3["top"])
+    assert t2["opacity"] == "0.55" and "opacity" not in t1, "still running"
     legend = render_legend(rows)
     assert "data-function='f'" in legend and "f (2)" in legend and "g (1)" in legend
 

@@ -35,7 +35,9 @@ class _Handle:
 
 @pytest.fixture
 def displays(monkeypatch):
-    """Displays go to a list of handles instead of a kernel (live updates on)."""
+    """Displays go to a list of handles instead of a kernel (live updates on), as inside IPython
+    (`track` displays its bar there), whether or not an earlier test made IPython's shell."""
+    import IPython
     import IPython.display
 
     monkeypatch.delenv("SHOAL_NONINTERACTIVE", raising=False)
@@ -50,6 +52,7 @@ def displays(monkeypatch):
         return handle if display_id else None
 
     monkeypatch.setattr(IPython.display, "display", display)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
     yield handles
     refresher.stop_refresher()
 
@@ -61,8 +64,7 @@ def test_views_become_their_last_state_when_shutdown_begins(displays):
         view._ipython_display_()
         tasks._ipython_display_()
         refs = [pause.remote(0.3) for _ in range(6)]
-        bar = track(refs)
-        bar._ipython_display_()  # what track's display() does inside IPython
+        bar = track(refs)  # displayed: inside IPython
         assert [WIDGET in handle.shown[0] for handle in displays] == [True, True, True]
         shoal.get(refs)
         shoal.shutdown()  # at once: the refresher may not have drawn the finished tasks yet
@@ -85,12 +87,17 @@ def test_a_finished_bar_replaces_itself_while_the_cluster_runs(displays):
     shoal.init(num_cpus=2)
     try:
         refs = [pause.remote(0.2) for _ in range(2)]
-        track(refs)._ipython_display_()
+        track(refs)
         (handle,) = displays
         wait_for(lambda: len(handle.shown) == 2, 10, describe=lambda: repr(handle.shown))
-        assert handle.shown[-1]["text/plain"] == "tasks: 2/2 ready"
-        assert WIDGET not in handle.shown[-1]
+        summary = handle.shown[-1]
+        assert summary["text/plain"] == "tasks: 2/2 ready"
+        assert WIDGET not in summary
         assert shoal.is_initialized()
+        # Replaced between cells: sent again as shutdown begins (for nbclient, which heard only
+        # the cell that ran then).
+        shoal.shutdown()
+        assert handle.shown[2:] == [summary]
     finally:
         shoal.shutdown()
 
