@@ -20,6 +20,7 @@ from . import exceptions
 from ._core import client as client_module
 from ._core import config, feasibility, frame_names, node_launcher, object_io, serialization, session, task_context
 from ._core.client import CoreClient
+from ._core.driver_logs import DriverLogPrinter
 from ._core.ids import job_id_of
 from ._core.local_objects import PinnedLocation
 from ._core.protocol import CancelTask
@@ -225,7 +226,7 @@ def init(
                 node_launcher.stop_node(head)
             raise
         client_module.set_current(client)
-        started = Session(client, head, key, log_to_driver, namespace)
+        started = Session(client, head, key, log_to_driver, namespace, DriverLogPrinter(_name_warning_locations))
         if session.hooks.log_handler is not None:
             from .util.output import adapt_log_handler
 
@@ -296,6 +297,8 @@ def shutdown(_exiting_interpreter: bool = False) -> None:
         try:
             running.client.close()
         finally:
+            if running.log_printer is not None:
+                running.log_printer.close()  # after the client: no record comes after this
             if running.head is not None:
                 node_launcher.stop_node(running.head)
 
@@ -606,22 +609,10 @@ def _print_logs(running: Session, records: list) -> None:
     if handler is not None:
         handler(records)
         return
-    for record in records:
-        key = (record.task_id, record.stream)
-        text = running.partial_lines.pop(key, "") + record.text
-        lines = text.split("\n")
-        if lines[-1]:
-            running.partial_lines[key] = lines[-1]
-        stream = sys.stderr if record.stream == "stderr" else sys.stdout
-        prefix = f"({record.task_name} pid={record.pid}) "
-        complete = lines[:-1]
-        if record.stream == "stderr" and complete:
-            numbers = exceptions.shell_cell_numbers()
-            complete = [frame_names.name_warning_locations(line, numbers) for line in complete]
-        out = "".join(f"{prefix}{line}\n" for line in complete)
-        if out:
-            try:
-                stream.write(out)
-                stream.flush()
-            except Exception:
-                pass
+    if running.log_printer is not None:
+        running.log_printer.print_records(records)
+
+
+def _name_warning_locations(line: str) -> str:
+    """A worker's warning at a function defined in a notebook cell names the cell (`Cell In[N]`)."""
+    return frame_names.name_warning_locations(line, exceptions.shell_cell_numbers())

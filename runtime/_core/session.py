@@ -16,19 +16,28 @@ from typing import Any
 
 from . import task_context
 from .client import CoreClient
+from .driver_logs import DriverLogPrinter
 from .ids import TaskIDFactory
 
 
 class Session:
     """One connection of this process to a cluster (and the node it started, if any)."""
 
-    def __init__(self, client: CoreClient, head: Any, init_key: tuple | None, log_to_driver: bool, namespace: str):
+    def __init__(
+        self,
+        client: CoreClient,
+        head: Any,
+        init_key: tuple | None,
+        log_to_driver: bool,
+        namespace: str,
+        log_printer: DriverLogPrinter | None = None,
+    ):
         self.client = client
         self.head = head  # the embedded node this driver started (stopped with the session), or None
         self.init_key = init_key  # init()'s arguments, to tell a repeated init from a different one
         self.log_to_driver = log_to_driver
         self.namespace = namespace
-        self.partial_lines: dict = {}  # (task_id, stream) -> a worker's unfinished output line
+        self.log_printer = log_printer  # a driver's: prints worker output when no front end takes it
         self.log_handler: Callable[[list], None] | None = None
 
 

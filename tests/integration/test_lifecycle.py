@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 
 import psutil
 import pytest
@@ -178,6 +179,48 @@ def test_worker_output_is_forwarded_with_prefix(run_script):
     )
     assert "(talk pid=" in result.stdout and "hello from the worker" in result.stdout
     assert "(talk pid=" in result.stderr and "warning line" in result.stderr
+
+
+def test_a_partial_line_of_worker_output_shows_before_the_task_ends(tmp_path):
+    """A script in a terminal: text printed without a newline appears after a short delay, while
+    the task still runs, and the rest of its line follows without a second prefix."""
+    go = tmp_path / "go"
+    script = tmp_path / "partial.py"
+    script.write_text(
+        "import os, time\n"
+        "import shoal\n"
+        "shoal.init(num_cpus=1)\n"
+        "@shoal.remote\n"
+        "def slow(go):\n"
+        "    print('working', end='', flush=True)\n"
+        "    while not os.path.exists(go):\n"
+        "        time.sleep(0.02)\n"
+        "    print(' done')\n"
+        "shoal.get(slow.remote(" + repr(str(go)) + "))\n"
+        "shoal.shutdown()\n"
+    )
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as stderr:
+        driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=stderr, cwd=tmp_path)
+    assert driver.stdout is not None
+    seen: list[bytes] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: os.read(driver.stdout.fileno(), 4096), b"")))
+    reader.start()
+    try:
+        wait_for(lambda: b"working" in b"".join(seen), 60, describe=lambda: repr(b"".join(seen)))
+        shown = b"".join(seen).decode()
+        assert shown.startswith("(slow pid=") and shown.endswith(") working"), shown
+        assert driver.poll() is None and not go.exists(), "shown while the task runs"
+        go.touch()
+        assert driver.wait(60) == 0, errors.read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait(10)
+        reader.join(10)
+        driver.stdout.close()
+    out = b"".join(seen).decode()
+    assert out.count("(slow pid=") == 1 and out.endswith(") working done\n"), out
 
 
 def test_log_to_driver_false_silences_workers(run_script):

@@ -24,7 +24,7 @@ CORE_LAYERS = {
     "pure state": {"scheduling", "cluster_table", "object_directory", "arena_allocator", "placement_groups"}
     | {"state_view", "message_schema", "connection_gate", "tcp_frames", "pull_window", "task_record"},
     "mechanism": {"serialization", "serializability", "shared_arena", "arena_store", "auth", "lifecycle"}
-    | {"local_objects", "object_io", "system_errors", "fault_log", "handshake_watch"},
+    | {"local_objects", "object_io", "system_errors", "fault_log", "handshake_watch", "driver_logs"},
     "service": {"client", "session", "feasibility", "control_store", "node_manager", "node_launcher", "node_main"}
     | {"actor_manager", "cluster_actors", "cluster_peers", "group_placement", "object_handlers", "object_transfer"}
     | {"template", "worker", "actor_host", "worker_watch", "node_host", "message_intake", "port_guard"}
