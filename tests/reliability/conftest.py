@@ -15,7 +15,9 @@ import shlex
 import time
 
 import pytest
+import shoal
 
+from tests.reliability import faults, fuzzing
 from tests.reliability import figures as figures_module
 from tests.reliability import scale as scale_module
 
@@ -43,6 +45,27 @@ def figures(request, chaos_scale):
         text = str(report.longrepr.reprcrash.message) if hasattr(report.longrepr, "reprcrash") else str(report.longrepr)
         record.outcome = "failed: " + (text.strip().splitlines() or ["?"])[0]
     request.config.stash.setdefault(_ALL_FIGURES, []).append(record)
+
+
+@pytest.fixture
+def node_pid():
+    """A 2-CPU embedded cluster for one kill scenario; yields its node manager's pid."""
+    shoal.init(num_cpus=2)
+    try:
+        yield faults.embedded_node_pid()
+    finally:
+        shoal.shutdown()
+
+
+@pytest.fixture
+def target():
+    """A node with every port open for the fuzz and flood scenarios (fuzzing.FuzzTarget)."""
+    node = fuzzing.FuzzTarget()
+    try:
+        yield node
+    finally:
+        shoal.shutdown()
+        node.close()
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -12,22 +12,12 @@ import os
 import random
 import time
 
-import pytest
 import shoal
 
 from tests.reliability import faults
 
 JOB_TIMEOUT_S = 120.0
 KILL_WAIT_S = 10.0
-
-
-@pytest.fixture
-def node_pid():
-    shoal.init(num_cpus=2)
-    try:
-        yield faults.embedded_node_pid()
-    finally:
-        shoal.shutdown()
 
 
 @shoal.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0.5)

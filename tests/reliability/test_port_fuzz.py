@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 import shoal
 import zmq
 
@@ -20,16 +19,6 @@ from tests.reliability import fuzzing
 MAX_RESTARTS = 8  # after this many deaths the scenario stops trying: it has failed anyway
 KINDS_PER_CHECK = 15  # message kinds sent between two checks that the node settled
 JOB_TIMEOUT_S = 60.0
-
-
-@pytest.fixture
-def target():
-    node = fuzzing.FuzzTarget()
-    try:
-        yield node
-    finally:
-        shoal.shutdown()
-        node.close()
 
 
 @shoal.remote

@@ -24,16 +24,6 @@ CHUNK_BYTES = 1 * MIB
 
 
 @pytest.fixture
-def target():
-    node = fuzzing.FuzzTarget()
-    try:
-        yield node
-    finally:
-        shoal.shutdown()
-        node.close()
-
-
-@pytest.fixture
 def many_files(chaos_scale):
     """Room in this process for the connections it holds (the hard limit allows it on Linux)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

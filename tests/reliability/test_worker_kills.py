@@ -10,7 +10,6 @@ from __future__ import annotations
 import random
 import time
 
-import pytest
 import shoal
 
 from tests.reliability import faults
@@ -20,15 +19,6 @@ JOB_TIMEOUT_S = 120.0  # a whole job; it takes seconds when nothing is wrong
 KILL_TIMEOUT_S = 10.0  # to find a worker to kill while a job runs
 BUSY_WAIT_S = 5.0
 RECOVERY_TIMEOUT_S = 20.0  # for the rest of a job after its template died: a second or two when it recovers
-
-
-@pytest.fixture
-def node_pid():
-    shoal.init(num_cpus=2)
-    try:
-        yield faults.embedded_node_pid()
-    finally:
-        shoal.shutdown()
 
 
 @shoal.remote
